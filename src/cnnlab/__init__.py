@@ -1,0 +1,3 @@
+"""cnnlab: learn and research how convolutional networks see images."""
+
+__version__ = "0.1.0"

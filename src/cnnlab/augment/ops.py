@@ -1,0 +1,159 @@
+"""Batched augmentation ops on B×C×H×W float images in [0, 1]: random per sample, one tensor op per batch."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+
+class BatchOp:
+    """Base class: `name` is what dataset configs refer to when they declare label-unsafe transforms."""
+
+    name = "op"
+    batched = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{self.name}({args})"
+
+
+def _coin(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A per-sample boolean mask, shaped to broadcast over C×H×W."""
+    return (torch.rand(x.shape[0], device=x.device) < p).view(-1, 1, 1, 1)
+
+
+class RandomFlip(BatchOp):
+    """Mirror left-right with probability p (label-safe for natural photos)."""
+
+    name = "hflip"
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(_coin(x, self.p), x.flip(-1), x)
+
+
+class RandomVerticalFlip(BatchOp):
+    """Flip upside down with probability p: for digits this turns a 6 into a 9."""
+
+    name = "vflip"
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(_coin(x, self.p), x.flip(-2), x)
+
+
+class RandomRotate90(BatchOp):
+    """Rotate by a random multiple of 90 degrees per sample (square images only)."""
+
+    name = "rotate90"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        quarter_turns = torch.randint(0, 4, (x.shape[0],), device=x.device)
+        out = x.clone()
+        for k in (1, 2, 3):
+            chosen = quarter_turns == k
+            out[chosen] = torch.rot90(x[chosen], k, dims=(-2, -1))
+        return out
+
+
+class RandomCrop(BatchOp):
+    """Zero-pad by `padding` and take a random H×W window per sample (a random translation)."""
+
+    name = "crop"
+
+    def __init__(self, padding: int = 4) -> None:
+        self.padding = padding
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.padding
+        padded = torch.nn.functional.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (b, 1), device=x.device)
+        dx = torch.randint(0, 2 * p + 1, (b, 1), device=x.device)
+        rows = (dy + torch.arange(h, device=x.device)).view(b, 1, h, 1)
+        cols = (dx + torch.arange(w, device=x.device)).view(b, 1, 1, w)
+        batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+        chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
+        return padded[batch, chan, rows, cols]
+
+
+class Cutout(BatchOp):
+    """Black out one size×size square per sample, centred anywhere (may be clipped at the border)."""
+
+    name = "cutout"
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        cy = torch.randint(0, h, (b, 1, 1, 1), device=x.device)
+        cx = torch.randint(0, w, (b, 1, 1, 1), device=x.device)
+        ys = torch.arange(h, device=x.device).view(1, 1, h, 1)
+        xs = torch.arange(w, device=x.device).view(1, 1, 1, w)
+        half = self.size // 2
+        inside = (ys >= cy - half) & (ys < cy - half + self.size) & (xs >= cx - half) & (xs < cx - half + self.size)
+        return x.masked_fill(inside, 0.0)
+
+
+class ColorJitter(BatchOp):
+    """Scale brightness, contrast and saturation by per-sample factors drawn from [1-s, 1+s]."""
+
+    name = "color_jitter"
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4) -> None:
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+
+    @staticmethod
+    def _factor(x: torch.Tensor, strength: float) -> torch.Tensor:
+        return 1.0 + (torch.rand(x.shape[0], 1, 1, 1, device=x.device) * 2 - 1) * strength
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self._factor(x, self.brightness)
+        mean = _luma(x).mean(dim=(2, 3), keepdim=True)
+        x = mean + (x - mean) * self._factor(x, self.contrast)
+        gray = _luma(x)
+        x = gray + (x - gray) * self._factor(x, self.saturation)
+        return x.clamp(0.0, 1.0)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma of an RGB batch, B×1×H×W."""
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+class TorchvisionPolicy(BatchOp):
+    """A torchvision policy (AutoAugment CIFAR-10, TrivialAugment) drawn per image on the batch's device.
+
+    torchvision draws one op per call, so each image gets its own call: a Python loop over the batch,
+    slower than the pure tensor ops above but still on the training device.
+    """
+
+    batched = False
+    _POLICIES = {
+        "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10),
+        "trivialaugment": lambda: v2.TrivialAugmentWide(),
+    }
+
+    def __init__(self, policy: str = "autoaugment") -> None:
+        from cnnlab.errors import check_choice
+
+        check_choice("augment policy", policy, tuple(self._POLICIES))
+        self.policy = policy
+        self._transform = self._POLICIES[policy]()
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.policy
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        as_uint8 = (x * 255).round().to(torch.uint8)
+        out = torch.stack([self._transform(img) for img in as_uint8])
+        return out.to(x.dtype) / 255

@@ -1,0 +1,48 @@
+"""Where the Hydra configs live, the resolvers they use, and checks of values shared by all groups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from cnnlab.errors import ConfigError
+
+
+def config_dir() -> str:
+    """`conf/` at the repository root (editable install), else the copy shipped inside the package."""
+    for candidate in (Path(__file__).resolve().parents[2] / "conf", Path(__file__).resolve().parent / "conf"):
+        if (candidate / "train.yaml").exists():
+            return str(candidate)
+    raise FileNotFoundError("cnnlab's conf/ folder was not found next to the package; reinstall with `make install`.")
+
+
+def _run_dir(resume: str | None, default: str) -> str:
+    """`resume=<run dir>` continues in that directory; otherwise the fresh timestamped default."""
+    return str(resume) if resume else default
+
+
+def _config_subdir(resume: str | None) -> str:
+    """Keep the original run's .hydra/ untouched when a run is resumed in its own directory."""
+    return f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resume else ".hydra"
+
+
+def register_resolvers() -> None:
+    """Register the resolvers used in conf/train.yaml (idempotent)."""
+    for name, fn in (("cnnlab_run_dir", _run_dir), ("cnnlab_config_subdir", _config_subdir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject values no group's own code checks: epochs, batch sizes, smoothing. Fails fast, before data loads."""
+    epochs = cfg.trainer.get("max_epochs")
+    if not isinstance(epochs, int) or epochs <= 0:
+        raise ConfigError(f"trainer.max_epochs={epochs!r} must be a positive integer. Fix: e.g. trainer.max_epochs=10.")
+    for key in ("batch_size", "eval_batch_size"):
+        value = cfg.data.get(key)
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"data.{key}={value!r} must be a positive integer. Fix: e.g. data.{key}=128.")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing={cfg.label_smoothing} is outside [0, 1). Fix: e.g. label_smoothing=0.1.")

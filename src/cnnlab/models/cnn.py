@@ -1,0 +1,95 @@
+"""The classic CNN: blocks of conv → (BN) → nonlinearity, each ending in a 2× downsampling, then a linear head."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError, check_choice
+from cnnlab.models.layers import POOLS, make_activation
+
+
+def block_channels(depth: int, width: int, growth: float) -> list[int]:
+    """Output channels of each block: width, width·growth, width·growth², ..."""
+    return [max(1, round(width * growth**i)) for i in range(depth)]
+
+
+def max_depth(image_size: int) -> int:
+    """How many 2× downsamplings fit before the feature map would drop below 1×1."""
+    return int(math.log2(image_size))
+
+
+class ConvNet(nn.Module):
+    """`depth` blocks that halve the spatial size and grow channels; global average pool; linear head.
+
+    pool: max / avg → a 2×2 pooling layer after the block's convs; stride → the block's last conv has
+    stride 2; none → no downsampling (the receptive field then grows only through kernel and dilation).
+    """
+
+    def __init__(
+        self,
+        depth: int = 3,
+        width: int = 32,
+        growth: float = 2.0,
+        convs_per_block: int = 1,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        pool: str = "max",
+        activation: str = "relu",
+        batchnorm: bool = True,
+        dropout: float = 0.0,
+        padding_mode: str = "zeros",
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+    ) -> None:
+        super().__init__()
+        check_choice("model.pool", pool, POOLS)
+        make_activation(activation)  # validates the name before any layer is built
+        _check_positive(depth=depth, width=width, convs_per_block=convs_per_block, kernel_size=kernel_size, dilation=dilation)
+        if kernel_size % 2 == 0:
+            raise ConfigError(f"model.kernel_size={kernel_size} is even; 'same' padding needs an odd kernel. Fix: model.kernel_size=3 (or 5, 7).")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"model.dropout={dropout} is outside [0, 1). Fix: e.g. model.dropout=0.1.")
+        if pool != "none" and depth > max_depth(image_size):
+            raise ConfigError(
+                f"model.depth={depth} with model.pool={pool} halves the {image_size}×{image_size} input {depth} times, "
+                f"below 1×1. The largest valid depth is {max_depth(image_size)}. "
+                f"Fix: model.depth<={max_depth(image_size)}, or model.pool=none."
+            )
+        blocks, channels = [], in_channels
+        for out_channels in block_channels(depth, width, growth):
+            blocks.append(self._block(channels, out_channels, convs_per_block, kernel_size, dilation, pool,
+                                      activation, batchnorm, padding_mode))
+            channels = out_channels
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+
+    @staticmethod
+    def _block(c_in: int, c_out: int, convs: int, k: int, dilation: int, pool: str, activation: str,
+               batchnorm: bool, padding_mode: str) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for i in range(convs):
+            stride = 2 if pool == "stride" and i == convs - 1 else 1
+            layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, k, stride=stride, padding=dilation * (k - 1) // 2,
+                                    dilation=dilation, bias=not batchnorm, padding_mode=padding_mode))
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(make_activation(activation))
+        if pool == "max":
+            layers.append(nn.MaxPool2d(2))
+        elif pool == "avg":
+            layers.append(nn.AvgPool2d(2))
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B×3×H×W images → B×num_classes logits."""
+        return self.head(self.features(x))
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model.{name}={value!r} must be a positive integer. Fix: e.g. model.{name}=3.")

@@ -1,0 +1,71 @@
+"""The LightningModule: any backbone, cross-entropy, accuracy, epoch-level logging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from cnnlab.training.optim import build_optimizer, build_schedule
+
+
+class ImageClassifier(L.LightningModule):
+    """Train `net` with (label-smoothed) cross-entropy; log loss and accuracy per epoch, never per step."""
+
+    def __init__(self, net: nn.Module, optim: dict[str, Any], schedule: dict[str, Any],
+                 label_smoothing: float = 0.0, num_classes: int = 10, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = config  # the resolved run config, stored in every checkpoint so eval can rebuild the model
+        self.net = net
+        self.optim_cfg, self.schedule_cfg = dict(optim), dict(schedule)
+        self.smoothing = label_smoothing
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.eval_criterion = nn.CrossEntropyLoss()
+        stages = ("train", "val", "test")
+        self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in stages})
+        self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in stages})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = (self.criterion if stage == "train" else self.eval_criterion)(logits, labels)
+        # Report plain cross-entropy in every stage so train and val losses are comparable under smoothing.
+        reported = self.eval_criterion(logits.detach(), labels) if stage == "train" and self.smoothing else loss.detach()
+        acc, mean_loss = self.acc[f"{stage}_acc"], self.mean_loss[f"{stage}_loss"]
+        acc.update(logits.detach(), labels)
+        mean_loss.update(reported, weight=len(labels))
+        # Metric objects accumulate on the device and sync once per epoch: no per-step host sync.
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        """The overfitting symptom as its own curve: how far validation trails training."""
+        val = self.trainer.callback_metrics  # validation ran just before this hook
+        if "val/acc" in val:
+            self.log("gap/acc", self.acc["train_acc"].compute() - val["val/acc"], sync_dist=True)
+            self.log("gap/loss", val["val/loss"] - self.mean_loss["train_loss"].compute(), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["cnnlab_config"] = self.config
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        schedule = build_schedule(optimizer, self.schedule_cfg, int(self.trainer.estimated_stepping_batches))
+        return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -1,0 +1,72 @@
+"""Shared test helpers: config composition, a fake CIFAR-10 folder, and where real CIFAR-10 may be."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from cnnlab.config import config_dir, register_resolvers
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["trainer.max_epochs=1", "progress_bar=false", "trainer.enable_checkpointing=true"]
+
+
+def compose_config(overrides: list[str], run_dir: Path | None = None, name: str = "train") -> DictConfig:
+    """Compose conf/<name>.yaml as Hydra would, and register it as the current Hydra config."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir or "unused")
+        cfg.hydra.job.name = "test"
+    HydraConfig.instance().set_config(cfg)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+def write_fake_cifar(root: Path, per_batch: int = 40, seed: int = 0, bytes_keys: bool = True) -> Path:
+    """A `cifar-10-batches-py` folder in torchvision's layout with random images; returns its parent."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        entry = {"batch_label": name, "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": list(rng.integers(0, 10, per_batch)), "filenames": [f"{i}.png" for i in range(per_batch)]}
+        if bytes_keys:  # as in the team's copy; the original Python 2 pickles load with str keys
+            entry = {k.encode(): v for k, v in entry.items()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
+    return root
+
+
+def real_cifar_dir() -> Path | None:
+    """Real CIFAR-10: $CNNLAB_CIFAR_DIR, else the team's copy beside the checkout, else None."""
+    for candidate in (os.environ.get("CNNLAB_CIFAR_DIR"), REPO.parent / "shared/data/cifar10-partial"):
+        if candidate and (Path(candidate) / "cifar-10-batches-py" / "data_batch_1").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def fake_cifar(tmp_path: Path) -> Path:
+    return write_fake_cifar(tmp_path / "data")
+
+
+@pytest.fixture
+def real_cifar() -> Path:
+    path = real_cifar_dir()
+    if path is None:
+        pytest.skip("real CIFAR-10 not found (set CNNLAB_CIFAR_DIR or provide ../shared/data/cifar10-partial)")
+    return path

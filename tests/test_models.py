@@ -1,0 +1,65 @@
+"""Backbones: output shapes for every pooling × activation × depth, exact parameter counts, clear refusals."""
+
+import pytest
+import torch
+
+from cnnlab.builders import count_parameters
+from cnnlab.errors import ConfigError
+from cnnlab.models.cnn import ConvNet, block_channels
+from cnnlab.models.mlp import MLP
+
+
+@pytest.mark.parametrize("pool", ["max", "avg", "stride", "none"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "identity"])
+@pytest.mark.parametrize("depth", [1, 3, 5])
+def test_output_shape_for_every_pool_activation_and_depth(pool, activation, depth):
+    net = ConvNet(depth=depth, width=4, pool=pool, activation=activation)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("pool, size", [("max", 4), ("avg", 4), ("stride", 4), ("none", 32)])
+def test_blocks_shrink_space_and_grow_channels(pool, size):
+    net = ConvNet(depth=3, width=8, pool=pool)
+    assert net.features(torch.randn(1, 3, 32, 32)).shape == (1, 32, size, size)
+
+
+def test_exact_parameter_count_of_a_known_config():
+    # block 1: 3·8·3·3 conv (no bias, BN follows) + 2·8 BN = 232
+    # block 2: 8·16·3·3 + 2·16 = 1,184;  head: 16·10 + 10 = 170
+    assert count_parameters(ConvNet(depth=2, width=8, batchnorm=True)) == 232 + 1184 + 170
+    # without BN each conv has a bias instead: (216 + 8) + (1152 + 16) + 170
+    assert count_parameters(ConvNet(depth=2, width=8, batchnorm=False)) == 224 + 1168 + 170
+
+
+def test_default_cnn_and_mlp_parameter_counts():
+    assert block_channels(3, 32, 2.0) == [32, 64, 128]
+    assert count_parameters(ConvNet()) == 94_762
+    # 3072·512 + 512 + 512·256 + 256 + 256·10 + 10
+    assert count_parameters(MLP()) == 1_707_274
+
+
+def test_stride_pooling_adds_no_parameters():
+    assert count_parameters(ConvNet(pool="stride")) == count_parameters(ConvNet(pool="max"))
+
+
+def test_too_deep_is_refused_with_the_largest_valid_depth():
+    with pytest.raises(ConfigError, match=r"model.depth=6 .* largest valid depth is 5"):
+        ConvNet(depth=6)
+    ConvNet(depth=6, width=2, pool="none")  # no downsampling: any depth fits
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pool": "maxx"}, r"model.pool='maxx'.*Valid: max, avg, stride, none"),
+    ({"activation": "tanhh"}, r"model.activation='tanhh'.*Valid: relu, gelu, identity"),
+    ({"depth": 0}, r"model.depth=0 must be a positive integer"),
+    ({"width": -4}, r"model.width=-4 must be a positive integer"),
+    ({"dropout": 1.0}, r"model.dropout=1.0 is outside \[0, 1\)"),
+    ({"kernel_size": 4}, r"model.kernel_size=4 is even"),
+])
+def test_bad_model_values_name_the_value_and_the_choices(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ConvNet(**kwargs)
+
+
+def test_mlp_output_shape():
+    assert MLP(hidden=[16]).forward(torch.randn(5, 3, 32, 32)).shape == (5, 10)

@@ -1,0 +1,51 @@
+"""Receptive fields: analytic sizes, jumps and starts match hand calculations and the input gradient."""
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.lab.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,
+                                        receptive_field, too_small_warning)
+from cnnlab.models.cnn import ConvNet
+
+
+def conv_stack(n: int, dilation: int = 1) -> nn.Sequential:
+    layers = []
+    for _ in range(n):
+        layers += [nn.Conv2d(3, 3, 3, padding=dilation, dilation=dilation), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def test_three_stride_one_3x3_convs_see_7x7_analytically_and_empirically():
+    stack = conv_stack(3)
+    assert [layer.size for layer in receptive_field(stack)] == [3, 5, 7]
+    assert empirical_receptive_field(input_gradient(stack)) == (7, 7)
+
+
+def test_dilation_two_3x3_conv_sees_5x5():
+    stack = conv_stack(1, dilation=2)
+    assert final_receptive_field(stack) == 5
+    assert empirical_receptive_field(input_gradient(stack)) == (5, 5)
+
+
+def test_pooling_multiplies_the_jump():
+    layers = receptive_field(ConvNet(depth=3, width=4).features)
+    assert [(l.kind, l.size, l.jump) for l in layers] == [
+        ("Conv2d", 3, 1), ("MaxPool2d", 4, 2), ("Conv2d", 8, 2), ("MaxPool2d", 10, 4), ("Conv2d", 18, 4), ("MaxPool2d", 22, 8)]
+    assert [l.out_size for l in layers] == [32, 16, 16, 8, 8, 4]
+
+
+def test_default_cnn_empirical_field_matches_analytic_size():
+    net = ConvNet(depth=2, width=4, pool="avg", activation="identity")
+    size = final_receptive_field(net.features)
+    assert size == 10
+    # the centre unit of an even-sized map is off-centre by half a jump; its field is fully inside the image
+    assert empirical_receptive_field(input_gradient(net.features)) == (size, size)
+
+
+@pytest.mark.parametrize("depth, small", [(2, True), (5, False)])
+def test_a_field_smaller_than_the_image_is_flagged(depth, small):
+    warning = too_small_warning(ConvNet(depth=depth, width=4).features)
+    assert (warning is not None) == small
+    if small:
+        assert "10×10 is smaller than the 32×32 input" in warning
