@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -14,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from cnnlab.config import config_dir, register_resolvers
+from cnnlab.data.cifar10_files import write_random_folder
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_epochs=1", "progress_bar=false", "trainer.enable_checkpointing=true"]
@@ -36,19 +35,7 @@ def compose_config(overrides: list[str], run_dir: Path | None = None, name: str 
 
 def write_fake_cifar(root: Path, per_batch: int = 40, seed: int = 0, bytes_keys: bool = True) -> Path:
     """A `cifar-10-batches-py` folder in torchvision's layout with random images; returns its parent."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        entry = {"batch_label": name, "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": list(rng.integers(0, 10, per_batch)), "filenames": [f"{i}.png" for i in range(per_batch)]}
-        if bytes_keys:  # as in the team's copy; the original Python 2 pickles load with str keys
-            entry = {k.encode(): v for k, v in entry.items()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(entry, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
-    return root
+    return write_random_folder(root, per_batch, seed, bytes_keys)
 
 
 def real_cifar_dir() -> Path | None:

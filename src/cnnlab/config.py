@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError
+from cnnlab.training.optim import check_optim
 
 
 def config_dir() -> str:
@@ -36,7 +37,7 @@ def register_resolvers() -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject values no group's own code checks: epochs, batch sizes, smoothing. Fails fast, before data loads."""
+    """Reject bad epochs, batch sizes, optimizer values and smoothing before any data loads."""
     epochs = cfg.trainer.get("max_epochs")
     if not isinstance(epochs, int) or epochs <= 0:
         raise ConfigError(f"trainer.max_epochs={epochs!r} must be a positive integer. Fix: e.g. trainer.max_epochs=10.")
@@ -44,5 +45,6 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.data.get(key)
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"data.{key}={value!r} must be a positive integer. Fix: e.g. data.{key}=128.")
+    check_optim(cfg.optim, cfg.schedule)
     if not 0 <= cfg.label_smoothing < 1:
         raise ConfigError(f"label_smoothing={cfg.label_smoothing} is outside [0, 1). Fix: e.g. label_smoothing=0.1.")

@@ -26,6 +26,7 @@ from cnnlab.lab.receptive_field import final_receptive_field, too_small_warning
 from cnnlab.lab.summary import summary_table
 from cnnlab.training.callbacks import (GracefulInterrupt, NonFiniteLossGuard, ReseedEachEpoch, RunInterrupted,
                                        ThroughputMeter)
+from cnnlab.training.checkpoints import check_model_matches, load_checkpoint
 from cnnlab.training.records import read_metrics, write_metrics
 
 log = logging.getLogger("cnnlab")
@@ -49,6 +50,7 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
             f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of a run that finished at "
             f"least one epoch (it holds checkpoints/last.ckpt), or ckpt_path=<existing .ckpt file>."
         )
+    check_model_matches(load_checkpoint(ckpt), OmegaConf.to_container(cfg.model, resolve=True), ckpt)
     return ckpt
 
 
@@ -60,6 +62,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, meter: ThroughputMeter) -> L.T
         LearningRateMonitor(logging_interval="epoch"),
         meter, ReseedEachEpoch(cfg.seed), GracefulInterrupt(ckpt_dir), NonFiniteLossGuard(ckpt_dir),
     ]
+    callbacks += [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if cfg.progress_bar:
         callbacks.append(RichProgressBar())
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
@@ -79,8 +82,12 @@ def describe_run(net, datamodule, trainer: L.Trainer) -> None:
         log.warning(warning)
 
 
-def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train and test one configuration; return the numbers that go into metrics.json."""
+def fit_and_test(cfg: DictConfig, run_dir: Path, progress: dict[str, bool]) -> dict[str, Any]:
+    """Train and test one configuration; return the numbers that go into metrics.json.
+
+    Sets progress["fit_started"] once training begins, so a resume refused before that leaves the run's
+    existing metrics.json untouched.
+    """
     config.validate(cfg)
     ckpt = resume_checkpoint(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -94,6 +101,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     describe_run(module.net, datamodule, trainer)
     hparams = {**flat_hparams(cfg, HydraConfig.get().runtime.choices), "params": params, "receptive_field": rf}
     trainer.logger.log_hyperparams(hparams, {m: 0.0 for m in HP_METRICS})
+    progress["fit_started"] = True
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     checkpoint = trainer.checkpoint_callback
     val_final = float(trainer.callback_metrics.get("val/acc", float("nan")))
@@ -122,11 +130,12 @@ def run(cfg: DictConfig) -> float | None:
     record: dict[str, Any] = {"status": "running", "seed": cfg.seed, "overrides": list(hydra_cfg.overrides.task),
                               "choices": {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}}
     start = time.perf_counter()
+    progress = {"fit_started": False}
     try:
-        record.update(fit_and_test(cfg, run_dir))
+        record.update(fit_and_test(cfg, run_dir, progress))
         record["status"] = "completed"
     except RunInterrupted as e:
-        record.update(status="interrupted", error=str(e))
+        record.update(status="interrupted", error=str(e), signal=e.signum)
         log.warning("%s Resume with: cnnlab-train resume=%s (plus the same overrides).", e, run_dir)
     except Exception as e:
         cause = user_error(e)
@@ -137,12 +146,15 @@ def run(cfg: DictConfig) -> float | None:
             record.update(status="failed", error=f"{type(e).__name__}: {e}")
             log.exception("job failed")
             if not multirun:
-                _save(run_dir, record, start)
+                if previous is None or progress["fit_started"]:
+                    _save(run_dir, record, start)
                 raise
-    if record.pop("is_global_zero", True):
+    if previous is not None and not progress["fit_started"]:
+        log.error("%s keeps its metrics.json (status %s) unchanged.", run_dir, previous.get("status"))
+    elif record.pop("is_global_zero", True):
         _save(run_dir, record, start)
     if record["status"] != "completed":
-        return _exit(multirun, 130 if record["status"] == "interrupted" else 2)
+        return _exit(multirun, 128 + record["signal"] if record["status"] == "interrupted" else 2)
     return record["val_acc_best"]
 
 
@@ -162,6 +174,8 @@ def _exit(multirun: bool, code: int) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Console entry point `cnnlab-train`."""
     torch.set_float32_matmul_precision("high")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     return run(cfg)
 
 

@@ -89,7 +89,10 @@ class ConvNet(nn.Module):
         return self.head(self.features(x))
 
 
+EXAMPLES = {"depth": 3, "width": 32, "convs_per_block": 1, "kernel_size": 3, "dilation": 1}
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"model.{name}={value!r} must be a positive integer. Fix: e.g. model.{name}=3.")
+            raise ConfigError(f"model.{name}={value!r} must be a positive integer. Fix: e.g. model.{name}={EXAMPLES[name]}.")

@@ -60,6 +60,10 @@ class ReseedEachEpoch(L.Callback):
 class RunInterrupted(Exception):
     """Raised after SIGINT/SIGTERM once the current batch is done and a checkpoint is saved."""
 
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
 
 class GracefulInterrupt(L.Callback):
     """On SIGINT or SIGTERM finish the batch, save checkpoints/interrupted.ckpt and stop.
@@ -94,7 +98,8 @@ class GracefulInterrupt(L.Callback):
         trainer.save_checkpoint(path)
         raise RunInterrupted(
             f"{signal.Signals(self.received).name} received at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-            f"weights saved to {path}."
+            f"weights saved to {path}.",
+            self.received,
         )
 
     def teardown(self, trainer, pl_module, stage: str) -> None:

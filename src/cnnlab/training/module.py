@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from cnnlab.training.optim import build_optimizer, build_schedule
+from cnnlab.training.optim import build_optimizer, build_schedule, check_optim
 
 
 class ImageClassifier(L.LightningModule):
@@ -66,6 +66,7 @@ class ImageClassifier(L.LightningModule):
         checkpoint["cnnlab_config"] = self.config
 
     def configure_optimizers(self):
+        check_optim(self.optim_cfg, self.schedule_cfg)
         optimizer = build_optimizer(self.parameters(), self.optim_cfg)
         schedule = build_schedule(optimizer, self.schedule_cfg, int(self.trainer.estimated_stepping_batches))
         return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -13,13 +13,20 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "none")
 
 
+def check_optim(optim: Mapping[str, Any], schedule: Mapping[str, Any]) -> None:
+    """Reject unknown names and non-positive rates before any data is loaded."""
+    check_choice("optim.name", optim["name"], OPTIMIZERS)
+    check_choice("schedule.name", schedule["name"], SCHEDULES)
+    lr = optim["lr"]
+    if not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"optim.lr={lr!r} must be a number > 0. Fix: e.g. optim.lr=0.05 for SGD, optim.lr=0.001 for AdamW.")
+    decay = optim.get("weight_decay", 0)
+    if not isinstance(decay, (int, float)) or decay < 0:
+        raise ConfigError(f"optim.weight_decay={decay!r} must be a number >= 0. Fix: e.g. optim.weight_decay=5e-4.")
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """SGD (Nesterov momentum by default) or AdamW, from optim.{name, lr, weight_decay, ...}."""
-    check_choice("optim.name", cfg["name"], OPTIMIZERS)
-    if not cfg["lr"] > 0:
-        raise ConfigError(f"optim.lr={cfg['lr']} must be > 0. Fix: e.g. optim.lr=0.05 for SGD, optim.lr=0.001 for AdamW.")
-    if cfg.get("weight_decay", 0) < 0:
-        raise ConfigError(f"optim.weight_decay={cfg['weight_decay']} must be >= 0. Fix: e.g. optim.weight_decay=5e-4.")
     if cfg["name"] == "sgd":
         return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
                                nesterov=cfg.get("nesterov", True), weight_decay=cfg.get("weight_decay", 0.0))
@@ -29,7 +36,6 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]
 
 def build_schedule(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], total_steps: int) -> dict | None:
     """A per-step Lightning scheduler config for one-cycle or cosine, or None for a constant rate."""
-    check_choice("schedule.name", cfg["name"], SCHEDULES)
     if cfg["name"] == "none":
         return None
     if cfg["name"] == "onecycle":

@@ -1,0 +1,123 @@
+"""The shared datamodule: uint8 images in memory, a fixed seeded split, augmentation on the batch's device."""
+
+from __future__ import annotations
+
+import torch
+import lightning as L
+from torch.utils.data import DataLoader, TensorDataset
+
+from cnnlab.augment import Augmentation
+from cnnlab.data.sampler import EpochBatchSampler
+from cnnlab.errors import ConfigError
+
+Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Subclasses implement `load_arrays`; everything else (split, loaders, augmentation) lives here.
+
+    Batches leave the loader as uint8 N×3×H×W; `on_after_batch_transfer` converts, augments (train
+    only) and normalises them on the device the batch was moved to, so augmentation runs on the GPU
+    when training does.
+    """
+
+    name = "images"
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.25, 0.25, 0.25)
+    num_classes = 10
+
+    def __init__(
+        self,
+        augment: Augmentation | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 500,
+        val_size: int | float = 5000,
+        train_subset: int | None = None,
+        split_seed: int = 0,
+        seed: int = 0,
+        label_unsafe: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.augment = augment or Augmentation()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.train_subset = val_size, train_subset
+        self.split_seed, self.seed = split_seed, seed
+        self.label_unsafe = dict(label_unsafe or {})
+        self._check_label_safety()
+        self.train_set: TensorDataset | None = None
+
+    def _check_label_safety(self) -> None:
+        for op in self.augment.names:
+            if op in self.label_unsafe and not self.augment.allow_label_unsafe:
+                raise ConfigError(
+                    f"augmentation op '{op}' changes what a label means on {self.name}: {self.label_unsafe[op]} "
+                    f"Label-unsafe ops for {self.name}: {', '.join(self.label_unsafe)}. Fix: choose a label-safe "
+                    f"augmentation (e.g. augment=crop_flip), or set augment.allow_label_unsafe=true to run it anyway."
+                )
+
+    def load_arrays(self) -> Arrays:
+        """Return (train_x uint8 N×3×H×W, train_y int64, test_x, test_y)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the arrays once and split train/val with a fixed seed (independent of the run's seed)."""
+        if self.train_set is not None:
+            return
+        train_x, train_y, test_x, test_y = self.load_arrays()
+        n_val = self._val_count(len(train_x))
+        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        if self.train_subset is not None:
+            if not 0 < self.train_subset <= len(train_idx):
+                raise ConfigError(
+                    f"data.train_subset={self.train_subset} is outside 1..{len(train_idx)}: {self.name} has "
+                    f"{len(train_idx)} training images after the {n_val}-image validation split. "
+                    f"Fix: data.train_subset<={len(train_idx)}, or data.train_subset=null for all of them."
+                )
+            train_idx = train_idx[: self.train_subset]  # the split order is already a seeded shuffle
+        self.train_set = TensorDataset(train_x[train_idx], train_y[train_idx])
+        self.val_set = TensorDataset(train_x[val_idx], train_y[val_idx])
+        self.test_set = TensorDataset(test_x, test_y)
+
+    def _val_count(self, available: int) -> int:
+        n_val = round(self.val_size * available) if isinstance(self.val_size, float) else int(self.val_size)
+        if not 0 < n_val < available:
+            raise ConfigError(
+                f"data.val_size={self.val_size} does not fit: {self.name} has {available} training images, so the "
+                f"validation split must hold 1..{available - 1}. Fix: e.g. data.val_size={max(1, available // 10)} "
+                f"or a fraction such as data.val_size=0.1."
+            )
+        return n_val
+
+    def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
+        sampler = EpochBatchSampler(len(dataset), batch_size, seed=self.seed, shuffle=shuffle)
+        # batch_size=None: the sampler yields whole index batches, gathered in one tensor op. The loader's own
+        # generator keeps iter() from drawing on the global RNG, which would make resumed runs diverge.
+        return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator().manual_seed(self.seed))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] to zero-mean, unit-variance per channel."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+    def prepare_batch(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 batch → (augmented if train) normalised float batch, on the batch's device."""
+        images = images.float() / 255
+        if train:
+            images = self.augment(images)
+        return self.normalize(images)
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_batch(images, train=training), labels

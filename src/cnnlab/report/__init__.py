@@ -1,0 +1,1 @@
+"""Sweep comparison (`cnnlab-compare`): collect job results, tabulate, plot."""

@@ -1,0 +1,72 @@
+"""Collect the jobs of one or more sweep directories: swept values, metrics.json and TensorBoard curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cnnlab.training.records import read_metrics
+
+CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+@dataclass
+class Job:
+    """One run directory: its command-line overrides, its metrics.json (if any) and per-epoch curves."""
+
+    path: Path
+    overrides: dict[str, str]
+    metrics: dict[str, Any]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.metrics.get("status", "missing")
+
+
+def find_job_dirs(root: Path) -> list[Path]:
+    """Run directories under `root` (or `root` itself): folders holding Hydra's .hydra/overrides.yaml."""
+    root = Path(root)
+    if (root / ".hydra" / "overrides.yaml").exists():
+        return [root]
+    found = [p.parent.parent for p in root.glob("**/.hydra/overrides.yaml")]
+    return sorted(found, key=lambda p: (len(p.parts), _natural(p)))
+
+
+def _natural(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def read_overrides(job_dir: Path) -> dict[str, str]:
+    """The job's command-line overrides as key → value strings (group choices included)."""
+    items = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    pairs = (item.split("=", 1) for item in items if "=" in item)
+    return {key.lstrip("+~"): value for key, value in pairs if not key.startswith("hydra")}
+
+
+def read_curves(job_dir: Path) -> dict[str, list[float]]:
+    """Per-epoch values of the standard curves from the job's TensorBoard events, in step order."""
+    curves: dict[str, dict[int, float]] = {}
+    for events in sorted((job_dir / "tb").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in set(accumulator.Tags()["scalars"]) & set(CURVES):
+            for event in accumulator.Scalars(tag):
+                curves.setdefault(tag, {})[event.step] = event.value
+    return {tag: [values[step] for step in sorted(values)] for tag, values in curves.items()}
+
+
+def collect_jobs(roots: list[Path]) -> list[Job]:
+    """Every job under the given sweep (or run) directories, finished or not."""
+    return [Job(d, read_overrides(d), read_metrics(d) or {}, read_curves(d)) for root in roots for d in find_job_dirs(root)]
+
+
+def swept_axes(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (seed excluded: seeds are grouped, not compared)."""
+    keys = sorted({k for job in jobs for k in job.overrides})
+    varying = [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
+    return [k for k in varying if k != "seed"]

@@ -1,0 +1,130 @@
+"""Robustness: bad input fails early and clearly; interruption, resume and NaN keep results intact."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.data.cifar10 import CIFAR10DataModule
+from cnnlab.train import run
+from conftest import compose_config, write_fake_cifar
+
+TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100"]
+COMPARED = ("val_acc_best", "val_acc_final", "test_acc", "test_loss", "epochs")
+
+
+def train(run_dir: Path, *extra: str) -> tuple[int, dict]:
+    """Run one training in-process, in `run_dir` (Hydra's run dir; with resume=, the resumed run's); return
+    (exit code, metrics.json)."""
+    code = 0
+    try:
+        run(compose_config(TINY + list(extra), run_dir))
+    except SystemExit as e:
+        code = e.code
+    return code, json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive integer"),
+    ("data.batch_size=-8", "data.batch_size=-8 must be a positive integer"),
+    ("optim.lr=0", "optim.lr=0 must be a number > 0"),
+    ("optim.lr=-0.1", "optim.lr=-0.1 must be a number > 0"),
+    ("schedule.name=step", "schedule.name='step' is not a valid choice. Valid: onecycle, cosine, none"),
+    ("model.dropout=1.5", "model.dropout=1.5 is outside [0, 1)"),
+    ("model.depth=7", "largest valid depth is 5"),
+    ("model.activation=tanh", "Valid: relu, gelu, identity"),
+    ("data.train_subset=100000", "data.train_subset=100000 is outside 1..500"),
+    ("label_smoothing=1.0", "label_smoothing=1.0 is outside [0, 1)"),
+])
+def test_bad_values_fail_with_one_message_naming_value_and_fix(tmp_path, override, message):
+    code, metrics = train(tmp_path, override)
+    assert code == 2
+    assert metrics["status"] == "failed" and message in metrics["error"] and "Fix:" in metrics["error"]
+
+
+def test_resume_from_a_missing_run_names_the_checkpoint(tmp_path):
+    code, metrics = train(tmp_path / "new", f"resume={tmp_path}/never-ran")
+    assert code == 2 and "never-ran/checkpoints/last.ckpt" in metrics["error"]
+
+
+def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
+    _, straight = train(tmp_path / "straight", "trainer.max_epochs=3")
+    interrupted_dir = tmp_path / "interrupted"
+    code, partial = train(interrupted_dir, "trainer.max_epochs=3", "+callbacks.sig._target_=helpers.SignalAt",
+                          "+callbacks.sig.epoch=1")
+    assert code == 128 + signal.SIGINT and partial["status"] == "interrupted"
+    assert (interrupted_dir / "checkpoints" / "interrupted.ckpt").exists()
+    assert torch.load(interrupted_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    code, resumed = train(interrupted_dir, "trainer.max_epochs=3", f"resume={interrupted_dir}")
+    assert code == 0 and resumed["status"] == "completed"
+    assert [resumed[k] for k in COMPARED] == [straight[k] for k in COMPARED]
+
+
+def test_resume_with_a_different_model_is_refused_and_keeps_the_run_record(tmp_path, caplog):
+    run_dir = tmp_path / "a"
+    _, finished = train(run_dir, "trainer.max_epochs=1")
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config(TINY + [f"resume={run_dir}", "model.width=16"], run_dir))
+    assert exit_info.value.code == 2
+    assert "model.width=8 in the checkpoint but 16 now" in caplog.text
+    assert json.loads((run_dir / "metrics.json").read_text()) == finished
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    code, metrics = train(tmp_path, "trainer.max_epochs=3", "+callbacks.poison._target_=helpers.PoisonAt",
+                          "+callbacks.poison.epoch=1")
+    assert code == 2 and metrics["status"] == "failed"
+    assert "NaN/inf at step" in metrics["error"] and "optim.lr" in metrics["error"]
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([str(exe), *TINY, "trainer.max_epochs=200", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["error"]
+    assert (run_dir / "checkpoints" / "interrupted.ckpt").exists()
+    assert f"resume={run_dir}" in output
+    config_before = (run_dir / ".hydra" / "config.yaml").read_text()
+    proc = subprocess.run([str(exe), *TINY, "trainer.max_epochs=2", f"resume={run_dir}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before  # the original config is kept
+    assert len(list((run_dir / ".hydra").glob("resume-*/config.yaml"))) == 1
+
+
+def test_parallel_jobs_prepare_the_data_dir_once(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls, active, most_active = [], [0], [0]
+
+    def slow_download(root, train, download):
+        active[0] += 1
+        most_active[0] = max(most_active[0], active[0])
+        time.sleep(0.3)
+        write_fake_cifar(Path(root), per_batch=10)
+        calls.append(root)
+        active[0] -= 1
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", slow_download)
+    jobs = [threading.Thread(target=CIFAR10DataModule(data_dir=str(tmp_path / "data")).prepare_data) for _ in range(3)]
+    [j.start() for j in jobs]
+    [j.join() for j in jobs]
+    assert len(calls) == 1 and most_active[0] == 1

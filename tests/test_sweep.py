@@ -1,0 +1,118 @@
+"""Sweeps: a real multirun on tiny data, failures recorded without stopping the others, the comparison report."""
+
+import csv
+import filecmp
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.report.compare import compare
+from conftest import compose_config
+
+FAST = ["data=tiny", "trainer.max_epochs=1", "model.width=8", "progress_bar=false", "data.train_count=600",
+        "data.val_size=100"]
+
+
+def multirun(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    return subprocess.run([str(exe), "-m", *args, *FAST, f"hydra.sweep.dir={sweep_dir}"], cwd=sweep_dir.parent,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """depth_pool_aug narrowed to 6 jobs, two of which (depth 7) cannot work."""
+    sweep_dir = tmp_path_factory.mktemp("sweeps") / "depth_pool"
+    proc = multirun(sweep_dir, "experiment=depth_pool_aug", "model.depth=2,3,7", "model.pool=max,avg", "augment=none")
+    return sweep_dir, proc
+
+
+def test_every_job_gets_its_own_directory_and_metrics(sweep):
+    sweep_dir, _ = sweep
+    statuses = {d.name: json.loads((d / "metrics.json").read_text())["status"] for d in sweep_dir.iterdir() if d.is_dir()}
+    assert sorted(statuses) == [str(i) for i in range(6)]
+    assert sorted(statuses.values()) == ["completed"] * 4 + ["failed"] * 2
+
+
+def test_a_failing_job_is_reported_and_the_sweep_exits_non_zero(sweep):
+    sweep_dir, proc = sweep
+    assert proc.returncode == 1
+    assert "2 of 6 jobs did not complete" in proc.stdout + proc.stderr
+    failed = [json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")]
+    assert all("largest valid depth is 5" in m["error"] for m in failed if m["status"] == "failed")
+
+
+def test_compare_writes_one_row_per_job_and_non_empty_plots(sweep, tmp_path):
+    sweep_dir, _ = sweep
+    written = compare([sweep_dir], tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert len(rows) == 6
+    assert {r["model.depth"] for r in rows} == {"2", "3", "7"} and {r["model.pool"] for r in rows} == {"max", "avg"}
+    done = [r for r in rows if r["status"] == "completed"]
+    assert all(float(r["val_acc_final"]) > 0.1 and int(r["params"]) > 0 and r["receptive_field"] for r in done)
+    assert {int(r["receptive_field"]) for r in done} == {10, 22}  # depth 2 and 3 with 2×2 pooling
+    assert sum(r["status"] == "failed" for r in rows) == 2
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert {p.name for p in pngs} == {"val_acc_vs_epoch.png", "loss_curves.png", "acc_by_axis.png"}
+    assert all(p.stat().st_size > 5000 for p in pngs)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Jobs that did not complete (2)" in summary and "model.depth=7" in summary
+
+
+def test_compare_is_repeatable_and_handles_half_finished_sweeps(sweep, tmp_path):
+    sweep_dir, _ = sweep
+    first, second = tmp_path / "first", tmp_path / "second"
+    compare([sweep_dir], first)
+    compare([sweep_dir], second)
+    names = ["summary.csv", "summary.md", "val_acc_vs_epoch.png", "loss_curves.png", "acc_by_axis.png"]
+    assert filecmp.cmpfiles(first, second, names, shallow=False)[0] == names
+    partial = tmp_path / "partial"
+    shutil.copytree(sweep_dir, partial)
+    (partial / "0" / "metrics.json").unlink()  # a job still running
+    compare([partial], partial)
+    rows = list(csv.DictReader(open(partial / "summary.csv")))
+    assert len(rows) == 6 and rows[0]["status"] == "missing"
+
+
+def test_seeds_of_one_setting_are_grouped_with_mean_and_std(tmp_path):
+    sweep_dir = tmp_path / "aug"
+    proc = multirun(sweep_dir, "experiment=aug_vs_noaug", "seed=0,1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    compare([sweep_dir], sweep_dir)
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "Swept: augment." in summary
+    assert summary.count("| 2/2 |") == 2 and " ± " in summary
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
+    sweep_dir = tmp_path / "optuna"
+    proc = multirun(sweep_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(sweep_dir.glob("*/metrics.json"))) == 2
+    assert "best_value" in (sweep_dir / "optimization_results.yaml").read_text()
+
+
+@pytest.mark.parametrize("launcher, target", [
+    ("joblib", "JoblibLauncher"), ("submitit_slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher")])
+def test_launcher_configs_compose(launcher, target, tmp_path):
+    cfg = compose_config(["experiment=depth_pool_aug", f"hydra/launcher={launcher}"], tmp_path)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweeper.params["model.pool"] == "max,avg,stride"
+
+
+def test_optuna_config_composes_with_the_search_space(tmp_path):
+    cfg = compose_config(["hparams_search=optuna"], tmp_path)
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "optim.weight_decay", "model.width", "model.depth"}
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):
+    sweep_dir = tmp_path / "joblib"
+    proc = multirun(sweep_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1", "augment=none,flip")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(sweep_dir.glob("*/metrics.json"))) == 2
