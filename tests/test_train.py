@@ -53,6 +53,17 @@ def test_run_writes_tensorboard_curves_and_checkpoints(trained):
     assert (trained / "checkpoints" / "best.ckpt").exists() and (trained / "checkpoints" / "last.ckpt").exists()
 
 
+def test_run_logs_lab_images_to_tensorboard(trained):
+    images = set()
+    for events in (trained / "tb").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0})
+        acc.Reload()
+        images |= set(acc.Tags()["images"])
+    assert {"inputs/augmented_train_samples", "filters/first_layer_start", "filters/first_layer_end",
+            "feature_maps_end/block1", "feature_maps_end/block3", "receptive_field/empirical_start",
+            "receptive_field/empirical_end", "confusion_matrix/test"} <= images
+
+
 def test_eval_round_trip_reproduces_the_test_accuracy(trained, tmp_path):
     cfg = compose_config([f"ckpt_path={trained}/checkpoints/best.ckpt", "progress_bar=false"], tmp_path, name="eval")
     record = evaluate(cfg, tmp_path)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import rich
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -23,10 +22,12 @@ from cnnlab.quiet import quiet
 from cnnlab.builders import build_datamodule, build_module, count_parameters, flat_hparams
 from cnnlab.errors import CnnlabError, user_error
 from cnnlab.lab.receptive_field import final_receptive_field, too_small_warning
+from cnnlab.lab.cli import console
 from cnnlab.lab.summary import summary_table
 from cnnlab.training.callbacks import (GracefulInterrupt, NonFiniteLossGuard, ReseedEachEpoch, RunInterrupted,
                                        ThroughputMeter)
 from cnnlab.training.checkpoints import check_model_matches, load_checkpoint
+from cnnlab.training.lab_images import LabImages
 from cnnlab.training.records import read_metrics, write_metrics
 
 log = logging.getLogger("cnnlab")
@@ -62,6 +63,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, meter: ThroughputMeter) -> L.T
         LearningRateMonitor(logging_interval="epoch"),
         meter, ReseedEachEpoch(cfg.seed), GracefulInterrupt(ckpt_dir), NonFiniteLossGuard(ckpt_dir),
     ]
+    if cfg.lab_images:
+        callbacks.append(LabImages())
     callbacks += [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if cfg.progress_bar:
         callbacks.append(RichProgressBar())
@@ -74,7 +77,7 @@ def describe_run(net, datamodule, trainer: L.Trainer) -> None:
     """Print the model table with receptive fields, the augmentation, and an RF warning where it applies."""
     if not trainer.is_global_zero:
         return
-    rich.get_console().print(summary_table(net))
+    console().print(summary_table(net))
     log.info("augment: %s", datamodule.augment)
     features = getattr(net, "features", None)
     warning = too_small_warning(features) if features is not None else None

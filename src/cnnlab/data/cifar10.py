@@ -17,6 +17,7 @@ class CIFAR10DataModule(ImageDataModule):
     name = "CIFAR-10"
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     def __init__(self, data_dir: str = "data", download: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)

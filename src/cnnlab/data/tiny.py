@@ -42,6 +42,8 @@ class TinyDataModule(ImageDataModule):
     name = "tiny"
     mean = (0.46, 0.42, 0.43)  # measured on 1,000 generated images
     std = (0.20, 0.19, 0.20)
+    class_names = tuple(f"{colour}-{stripes}" for colour in ("red", "green", "blue", "yellow", "magenta")
+                        for stripes in ("horizontal", "vertical"))
 
     def __init__(self, train_count: int = 1200, test_count: int = 300, data_seed: int = 1234, **kwargs) -> None:
         super().__init__(**kwargs)

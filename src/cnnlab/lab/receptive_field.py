@@ -78,14 +78,15 @@ def too_small_warning(features: nn.Module, image_size: int = 32) -> str | None:
 def input_gradient(features: nn.Module, image_size: int = 32, samples: int = 8, seed: int = 0) -> torch.Tensor:
     """|∂ centre unit / ∂ input| summed over channels and `samples` random inputs: an H×W map."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(samples, 3, image_size, image_size, generator=gen, requires_grad=True)
+    device = next(features.parameters()).device
+    x = torch.randn(samples, 3, image_size, image_size, generator=gen).to(device).requires_grad_()
     was_training = features.training
     features.eval()
     out = features(x)
     features.train(was_training)
     cy, cx = out.shape[-2] // 2, out.shape[-1] // 2
     out[:, :, cy, cx].sum().backward()
-    return x.grad.abs().sum(dim=(0, 1))
+    return x.grad.abs().sum(dim=(0, 1)).cpu()
 
 
 def empirical_receptive_field(grad_map: torch.Tensor, threshold: float = 0.0) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from cnnlab.training.optim import build_optimizer, build_schedule, check_optim
 
@@ -28,6 +28,7 @@ class ImageClassifier(L.LightningModule):
         stages = ("train", "val", "test")
         self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in stages})
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in stages})
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -44,16 +45,20 @@ class ImageClassifier(L.LightningModule):
         # Metric objects accumulate on the device and sync once per epoch: no per-step host sync.
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True)
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True)
-        return loss
+        return loss if stage == "train" else logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        logits = self._step(batch, "test")
+        self.test_confusion.update(logits.argmax(-1), batch[1])
 
     def on_train_epoch_end(self) -> None:
         """The overfitting symptom as its own curve: how far validation trails training."""

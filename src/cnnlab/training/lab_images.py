@@ -1,0 +1,94 @@
+"""TensorBoard images that show what the network learned: filters, feature maps, inputs, RF, confusions."""
+
+from __future__ import annotations
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from cnnlab.lab.receptive_field import input_gradient  # noqa: E402
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Scale each image of a batch to [0, 1] independently."""
+    flat = x.flatten(1)
+    low, high = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+    return (x - low) / (high - low).clamp_min(1e-8)
+
+
+class LabImages(L.Callback):
+    """Log, on rank zero: augmented training samples and first-layer filters at the start of fit; filters,
+    feature maps of one fixed validation image after each block and the empirical receptive field at the
+    start and end; the test confusion matrix after testing."""
+
+    def __init__(self, samples: int = 32) -> None:
+        self.samples = samples
+
+    def _writer(self, trainer):
+        logger = trainer.logger
+        return getattr(logger, "experiment", None) if trainer.is_global_zero and logger else None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        writer = self._writer(trainer)
+        if writer is None:
+            return
+        datamodule = trainer.datamodule
+        raw = datamodule.train_set.tensors[0][: self.samples].to(pl_module.device)
+        augmented = datamodule.augment(raw.float() / 255)
+        writer.add_image("inputs/augmented_train_samples", make_grid(augmented.clamp(0, 1).cpu(), nrow=8), 0)
+        self._log_weights_and_features(trainer, pl_module, writer, "start")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        writer = self._writer(trainer)
+        if writer is not None:
+            self._log_weights_and_features(trainer, pl_module, writer, "end")
+
+    @torch.no_grad()
+    def _log_weights_and_features(self, trainer, pl_module, writer, when: str) -> None:
+        step = trainer.global_step
+        net = pl_module.net
+        first_conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if first_conv is not None and first_conv.in_channels == 3:
+            filters = _unit(first_conv.weight.detach().float().cpu())
+            writer.add_image(f"filters/first_layer_{when}", make_grid(filters, nrow=8, padding=1, pad_value=1), step)
+        features = getattr(net, "features", None)
+        if features is None:
+            return
+        datamodule = trainer.datamodule
+        image = datamodule.prepare_batch(datamodule.val_set.tensors[0][:1].to(pl_module.device), train=False)
+        was_training = net.training
+        net.eval()
+        x = image
+        for i, block in enumerate(features):
+            x = block(x)
+            maps = _unit(x[0, :32].unsqueeze(1).float().cpu())
+            writer.add_image(f"feature_maps_{when}/block{i + 1}", make_grid(maps, nrow=8, padding=1, pad_value=1), step)
+        net.train(was_training)
+        with torch.enable_grad():
+            grad = input_gradient(features)
+        writer.add_image(f"receptive_field/empirical_{when}", _unit(grad[None, None])[0], step)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        confusion = getattr(pl_module, "test_confusion", None)
+        if confusion is None:
+            return
+        matrix = confusion.compute().cpu()  # on every rank: compute() gathers across DDP processes
+        writer = self._writer(trainer)
+        if writer is None:
+            return
+        names = list(getattr(trainer.datamodule, "class_names", range(len(matrix))))
+        fig, ax = plt.subplots(figsize=(6, 5.5))
+        ax.imshow(matrix.numpy(), cmap="Blues")
+        for (row, col), count in zip(torch.cartesian_prod(torch.arange(len(matrix)), torch.arange(len(matrix))).tolist(),
+                                     matrix.flatten().tolist()):
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="true", title="Test confusion matrix")
+        fig.tight_layout()
+        writer.add_figure("confusion_matrix/test", fig, trainer.global_step)
+        plt.close(fig)

@@ -1,0 +1,130 @@
+"""The lesson's claims, pinned: parameter sharing, equivariance, linearity, pooling on an edge."""
+
+import pytest
+import torch
+
+from cnnlab.builders import count_parameters
+from cnnlab.lab.equivariance import layer_shift_errors, prediction_change
+from cnnlab.lab.linearity import collapse_to_affine, superposition_error
+from cnnlab.lab.params import conv_layer, dense_equivalent, dense_layer
+from cnnlab.lab.pooling import edge_response, pool_edge
+from cnnlab.models.cnn import ConvNet
+from cnnlab.models.mlp import MLP
+
+
+def test_dense_layer_from_a_224_image_to_1000_units():
+    layer = dense_layer(224, 224, 3, 1000)
+    assert (layer.weights, layer.biases) == (150_528_000, 1_000)
+
+
+def test_conv_weights_do_not_depend_on_image_size():
+    small, large = conv_layer(32, 32, 3, 64, 3), conv_layer(224, 224, 3, 64, 3)
+    assert (small.weights, small.biases) == (large.weights, large.biases) == (1_728, 64)
+    assert large.outputs == 224 * 224 * 64
+    assert dense_equivalent(large, 224, 224, 3).weights == 150_528 * 3_211_264
+
+
+def test_mlp_has_18_times_the_parameters_of_the_default_cnn():
+    assert count_parameters(MLP()) == 1_707_274 and count_parameters(ConvNet()) == 94_762
+
+
+def images(n: int = 4) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def circular_stack(pool: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return ConvNet(depth=1, width=8, convs_per_block=3, pool=pool, padding_mode="circular", batchnorm=False).features
+
+
+def test_stride_one_circular_conv_stack_is_exactly_equivariant():
+    errors = layer_shift_errors(circular_stack("none"), images(), shift=3)
+    assert len(errors) == 6 and max(e.relative_error for e in errors) < 1e-5
+
+
+def test_stride_two_pooling_breaks_one_pixel_shifts_but_commutes_with_two():
+    one = layer_shift_errors(circular_stack("max"), images(), shift=1)
+    two = layer_shift_errors(circular_stack("max"), images(), shift=2)
+    assert max(e.relative_error for e in one[:-1]) < 1e-5  # every stride-1 layer before the pool
+    assert one[-1].kind == "MaxPool2d" and one[-1].relative_error > 0.1
+    assert two[-1].feature_shift == 1.0 and two[-1].relative_error < 1e-5
+
+
+def test_classifier_is_approximately_invariant_to_small_shifts():
+    torch.manual_seed(0)
+    net = ConvNet(depth=3, width=8, padding_mode="circular")
+    unchanged, distance = prediction_change(net, images(16), shift=2)
+    assert unchanged >= 0.8 and distance < 0.1
+
+
+@pytest.mark.parametrize("pool", ["avg", "stride"])
+def test_deep_network_without_nonlinearity_is_one_affine_map(pool):
+    net = ConvNet(depth=4, width=8, activation="identity", batchnorm=False, pool=pool)
+    assert superposition_error(net) < 1e-4
+    weight, bias, error = collapse_to_affine(net)
+    assert weight.shape == (10, 3 * 32 * 32) and bias.shape == (10,) and error < 1e-4
+
+
+@pytest.mark.parametrize("activation, pool", [("relu", "avg"), ("gelu", "avg"), ("identity", "max")])
+def test_a_nonlinearity_or_max_pooling_breaks_superposition(activation, pool):
+    net = ConvNet(depth=4, width=8, activation=activation, batchnorm=False, pool=pool)
+    assert superposition_error(net) > 0.1
+
+
+def test_max_pool_keeps_a_sharp_edge_at_full_strength_and_average_halves_it():
+    for column in range(8):
+        fmap = edge_response(column=column)
+        max_edge, avg_edge = pool_edge(fmap, "max", column), pool_edge(fmap, "avg", column)
+        assert (max_edge.peak, avg_edge.peak) == (1.0, 0.5)
+        assert max_edge.width == avg_edge.width == 1
+
+
+def test_max_pool_keeps_a_blurred_edge_stronger_than_average():
+    fmap = edge_response(column=3, profile=(0.5, 1.0, 0.5))
+    max_edge, avg_edge = pool_edge(fmap, "max", 3), pool_edge(fmap, "avg", 3)
+    assert max_edge.peak == 1.0 and avg_edge.peak == 0.75
+
+
+def run_tool(module, argv, monkeypatch, capsys) -> str:
+    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
+    module.main()
+    return capsys.readouterr().out
+
+
+def test_rf_tool_prints_the_table_and_saves_fresh_and_trained_maps(tmp_path, monkeypatch, capsys):
+    from cnnlab.lab import rf_tool
+
+    out = run_tool(rf_tool, ["model.depth=2", "--out", str(tmp_path)], monkeypatch, capsys)
+    assert "10×10" in out and "fresh: gradient non-zero over 10×10 px (analytic 10×10" in out
+    assert (tmp_path / "rf_fresh.png").stat().st_size > 1000
+
+
+def test_params_tool_prints_exact_counts(monkeypatch, capsys):
+    from cnnlab.lab import params_tool
+
+    out = run_tool(params_tool, [], monkeypatch, capsys)
+    assert "150,528,000" in out and "1,728" in out and "1,707,274" in out and "94,762" in out
+
+
+def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch, capsys):
+    from cnnlab.lab import equivariance_tool
+
+    out = run_tool(equivariance_tool, ["data=tiny", "model.padding_mode=circular", "--shifts", "1", "8",
+                                       "--out", str(tmp_path)], monkeypatch, capsys)
+    assert "MaxPool2d" in out and "prediction unchanged for" in out
+    assert (tmp_path / "equivariance.png").exists()
+
+
+def test_linearity_tool_shows_identity_collapses_and_relu_does_not(monkeypatch, capsys):
+    from cnnlab.lab import linearity_tool
+
+    out = run_tool(linearity_tool, ["model.pool=avg", "model.batchnorm=false", "model.width=8"], monkeypatch, capsys)
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "e-0" in rows["identity"].split("│")[3] and "e+00" in rows["relu"].split("│")[3]
+
+
+def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
+    from cnnlab.lab import pooling_tool
+
+    out = run_tool(pooling_tool, ["--out", str(tmp_path)], monkeypatch, capsys)
+    assert "sharp   │ avg  │     0.500" in out and (tmp_path / "pooling.png").exists()
