@@ -97,6 +97,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, progress: dict[str, bool]) -> d
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     params = count_parameters(module.net)
+    if cfg.get("compile"):
+        module.net.compile()  # in place: checkpoints keep their plain parameter names
     features = getattr(module.net, "features", None)
     rf = final_receptive_field(features) if features is not None else 32  # an MLP sees the whole image
     meter = ThroughputMeter()
@@ -114,7 +116,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, progress: dict[str, bool]) -> d
     trainer.logger.log_metrics({"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}, step=trainer.global_step)
     return {
         "val_acc_final": val_final, "val_acc_best": val_best, "test_acc": test["test/acc"],
-        "test_loss": test["test/loss"], "epochs": trainer.current_epoch, "params": params, "receptive_field": rf,
+        "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch, "params": params, "receptive_field": rf,
         "train_images_per_s": meter.images_per_second, "best_checkpoint": checkpoint.best_model_path,
         "world_size": trainer.world_size, "is_global_zero": trainer.is_global_zero,
     }

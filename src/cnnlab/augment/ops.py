@@ -64,17 +64,17 @@ class RandomRotate90(BatchOp):
 
 
 class RandomCrop(BatchOp):
-    """Zero-pad by `padding` and take a random H×W window per sample (a random translation)."""
+    """Pad by `padding` (zeros, or 'reflect') and take a random H×W window per sample: a random translation."""
 
     name = "crop"
 
-    def __init__(self, padding: int = 4) -> None:
-        self.padding = padding
+    def __init__(self, padding: int = 4, padding_mode: str = "constant") -> None:
+        self.padding, self.padding_mode = padding, padding_mode
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         p = self.padding
-        padded = torch.nn.functional.pad(x, (p, p, p, p))
+        padded = torch.nn.functional.pad(x, (p, p, p, p), mode=self.padding_mode)
         dy = torch.randint(0, 2 * p + 1, (b, 1), device=x.device)
         dx = torch.randint(0, 2 * p + 1, (b, 1), device=x.device)
         rows = (dy + torch.arange(h, device=x.device)).view(b, 1, h, 1)

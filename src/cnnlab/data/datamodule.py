@@ -7,6 +7,7 @@ import lightning as L
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab.augment import Augmentation
+from cnnlab.data.device_loader import DeviceLoader
 from cnnlab.data.sampler import EpochBatchSampler
 from cnnlab.errors import ConfigError
 
@@ -36,6 +37,8 @@ class ImageDataModule(L.LightningDataModule):
         split_seed: int = 0,
         seed: int = 0,
         label_unsafe: dict[str, str] | None = None,
+        on_device: bool | str = "auto",
+        drop_last: bool = False,
     ) -> None:
         super().__init__()
         self.augment = augment or Augmentation()
@@ -43,6 +46,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_size, self.train_subset = val_size, train_subset
         self.split_seed, self.seed = split_seed, seed
         self.label_unsafe = dict(label_unsafe or {})
+        self.on_device, self.drop_last = on_device, drop_last
         self._check_label_safety()
         self.train_set: TensorDataset | None = None
 
@@ -89,8 +93,20 @@ class ImageDataModule(L.LightningDataModule):
             )
         return n_val
 
-    def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = EpochBatchSampler(len(dataset), batch_size, seed=self.seed, shuffle=shuffle)
+    @property
+    def uses_device_loader(self) -> bool:
+        """Whether batches come from a DeviceLoader: 'auto' means yes unless an op loops per image."""
+        if self.on_device == "auto":
+            return self.augment.batched
+        if self.on_device not in (True, False):
+            raise ConfigError(f"data.on_device={self.on_device!r} is not valid. Valid: auto, true, false. Fix: data.on_device=auto.")
+        return bool(self.on_device)
+
+    def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool) -> DataLoader | DeviceLoader:
+        sampler = EpochBatchSampler(len(dataset), batch_size, seed=self.seed, shuffle=shuffle,
+                                    drop_last=shuffle and self.drop_last)
+        if self.uses_device_loader and self.trainer is not None:
+            return DeviceLoader(*dataset.tensors, sampler, self.trainer.strategy.root_device)
         # batch_size=None: the sampler yields whole index batches, gathered in one tensor op. The loader's own
         # generator keeps iter() from drawing on the global RNG, which would make resumed runs diverge.
         return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator().manual_seed(self.seed))

@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from cnnlab.models.tta import predict
 from cnnlab.training.optim import build_optimizer, build_schedule, check_optim
 
 
@@ -17,7 +18,8 @@ class ImageClassifier(L.LightningModule):
     """Train `net` with (label-smoothed) cross-entropy; log loss and accuracy per epoch, never per step."""
 
     def __init__(self, net: nn.Module, optim: dict[str, Any], schedule: dict[str, Any],
-                 label_smoothing: float = 0.0, num_classes: int = 10, config: dict[str, Any] | None = None) -> None:
+                 label_smoothing: float = 0.0, num_classes: int = 10, config: dict[str, Any] | None = None,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.config = config  # the resolved run config, stored in every checkpoint so eval can rebuild the model
         self.net = net
@@ -29,9 +31,29 @@ class ImageClassifier(L.LightningModule):
         self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in stages})
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in stages})
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.tta_level = getattr(net, "tta_level", 0)
+        if self.tta_level:
+            self.acc["test_acc_tta"] = MulticlassAccuracy(num_classes, average="micro")
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        """Nets that initialise from data (FastNet's whitening conv) see 5,000 training images first.
+        A resumed run then overwrites these weights with the checkpoint's."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and hasattr(self.net, "init_from_data") and datamodule is not None:
+            raw = datamodule.train_set.tensors[0][:5000].to(self.device)
+            self.net.init_from_data(datamodule.prepare_batch(raw, train=False))
+
+    def on_train_epoch_start(self) -> None:
+        if hasattr(self.net, "on_epoch_start"):
+            self.net.on_epoch_start(self.current_epoch)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch
@@ -59,6 +81,10 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         logits = self._step(batch, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
+        if self.tta_level:
+            tta_acc = self.acc["test_acc_tta"]
+            tta_acc.update(predict(self.net, batch[0], self.tta_level), batch[1])
+            self.log("test/acc_tta", tta_acc, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         """The overfitting symptom as its own curve: how far validation trails training."""
@@ -72,6 +98,6 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         check_optim(self.optim_cfg, self.schedule_cfg)
-        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        optimizer = build_optimizer(self.net, self.optim_cfg)
         schedule = build_schedule(optimizer, self.schedule_cfg, int(self.trainer.estimated_stepping_batches))
         return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}

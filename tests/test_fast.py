@@ -1,0 +1,104 @@
+"""The fast path: FastNet, whitening, TTA, lookahead, the airbench optimizer and schedule, device loading."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from cnnlab.builders import count_parameters
+from cnnlab.data.device_loader import DeviceLoader
+from cnnlab.data.sampler import EpochBatchSampler
+from cnnlab.models.fast import FastNet
+from cnnlab.models.tta import predict
+from cnnlab.training.optim import build_optimizer, build_schedule
+
+
+def test_fastnet_shapes_and_exact_trainable_parameter_count():
+    net = FastNet()
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    convs = 24 * 64 * 9 + 64 * 64 * 9 + 64 * 256 * 9 + 256 * 256 * 9 + 256 * 256 * 9 + 256 * 256 * 9
+    bn_biases = 2 * (64 + 256 + 256)  # BN scales are frozen
+    assert count_parameters(net) == 24 + convs + bn_biases + 256 * 10  # whitening bias, convs, BN, head
+
+
+def test_whitening_init_decorrelates_patches():
+    images = torch.randn(200, 3, 32, 32) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
+    images[:, 1] += images[:, 0]  # correlated channels
+    net = FastNet()
+    net.init_from_data(images)
+    out = torch.nn.functional.conv2d(images, net.whiten.weight[:12])  # the positive half
+    flat = out.transpose(0, 1).reshape(12, -1)
+    covariance = flat @ flat.T / flat.shape[1]
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)
+    assert not net.whiten.weight.requires_grad
+
+
+def test_whitening_bias_trains_only_in_the_first_epochs():
+    net = FastNet(whiten_bias_epochs=3)
+    net.on_epoch_start(2)
+    assert net.whiten.bias.requires_grad
+    net.on_epoch_start(3)
+    assert not net.whiten.bias.requires_grad
+
+
+def test_tta_levels_average_the_documented_views():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(predict(net, x, 0), net(x))
+    assert torch.allclose(predict(net, x, 1), 0.5 * net(x) + 0.5 * net(x.flip(-1)))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    mirror = lambda v: 0.5 * net(v) + 0.5 * net(v.flip(-1))  # noqa: E731
+    expected = 0.5 * mirror(x) + 0.25 * mirror(padded[..., :32, :32]) + 0.25 * mirror(padded[..., 2:, 2:])
+    assert torch.allclose(predict(net, x, 2), expected, atol=1e-6)
+
+
+def test_norm_parameters_get_scaled_lr_and_matching_decay():
+    net = FastNet(widths=(8, 8, 8))
+    optimizer = build_optimizer(net, {"name": "sgd", "lr": 1.5, "momentum": 0.85, "nesterov": True,
+                                      "weight_decay": 0.0013305, "norm_lr_scale": 64.0})
+    norm, other = optimizer.param_groups
+    assert norm["lr"] == 96.0 and other["lr"] == 1.5
+    assert norm["lr"] * norm["weight_decay"] == pytest.approx(other["lr"] * other["weight_decay"])
+    assert len(norm["params"]) == 6  # six BN biases; scales are frozen
+
+
+def test_triangle_schedule_rises_to_peak_then_falls():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler = build_schedule(optimizer, {"name": "triangle", "start": 0.2, "peak": 0.25, "end": 0.07}, 100)["scheduler"]
+    lrs = []
+    for _ in range(101):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.2) and lrs[25] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.07)
+
+
+def test_device_loader_yields_exactly_the_dataloader_batches():
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (100,))
+    sampler = EpochBatchSampler(100, 32, seed=5)
+    sampler.set_epoch(3)
+    reference = list(DataLoader(TensorDataset(images, labels), batch_size=None, sampler=sampler))
+    fast = list(DeviceLoader(images, labels, sampler, torch.device("cpu")))
+    assert len(fast) == len(reference) == 4
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(fast, reference))
+
+
+def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
+    import json
+
+    from cnnlab.train import run
+    from conftest import compose_config
+
+    run(compose_config(["experiment=fast94", "data=tiny", "model.widths=[16,32,32]", "data.batch_size=128",
+                        "trainer.max_steps=-1", "trainer.max_epochs=4", "callbacks.lookahead.start_epoch=1",
+                        "progress_bar=false"], tmp_path))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test_acc"] > 0.5 and metrics["test_acc_tta"] > 0.5
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    lookahead = next(v for k, v in checkpoint["callbacks"].items() if "Lookahead" in k)
+    assert lookahead["ema"] is not None
+    for name, tensor in checkpoint["state_dict"].items():  # weights were set to the EMA at epoch end
+        if name.startswith("net.") and tensor.is_floating_point():
+            assert torch.equal(tensor, lookahead["ema"][name.removeprefix("net.")])
