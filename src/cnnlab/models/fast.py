@@ -43,9 +43,9 @@ class FastNet(nn.Module):
                  scale: float = 1 / 9, whiten_bias_epochs: int = 3, tta_level: int = 2, num_classes: int = 10) -> None:
         super().__init__()
         whiten_width = 2 * 3 * whiten_kernel**2  # each whitening filter and its negative: GELU keeps both signs
-        self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)  # set from data by init_from_data, then frozen
-        layers: list[nn.Module] = [self.whiten, nn.GELU()]
+        whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
+        whiten.weight.requires_grad_(False)  # set from data by init_from_data, then frozen
+        layers: list[nn.Module] = [whiten, nn.GELU()]
         channels = whiten_width
         for width in widths:
             layers.append(conv_group(channels, width, bn_momentum))
@@ -55,6 +55,11 @@ class FastNet(nn.Module):
         self.scale = scale  # keeps initial logits small, like a softmax temperature
         self.whiten_bias_epochs = whiten_bias_epochs
         self.tta_level = tta_level
+
+    @property
+    def whiten(self) -> nn.Conv2d:
+        """The patch-whitening first layer (registered once, as features.0)."""
+        return self.features[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×3×32×32 normalised images → B×classes logits."""
