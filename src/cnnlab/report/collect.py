@@ -45,7 +45,16 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     """The job's command-line overrides as key → value strings (group choices included)."""
     items = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     pairs = (item.split("=", 1) for item in items if "=" in item)
-    return {key.lstrip("+~"): value for key, value in pairs if not key.startswith("hydra")}
+    return {key.lstrip("+~"): _canonical(value) for key, value in pairs if not key.startswith("hydra")}
+
+
+def _canonical(value: str) -> str:
+    """One spelling per value: Hydra's multirun writes `False` where the command line said `false`."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return str(parsed).lower() if isinstance(parsed, bool) else value
 
 
 def read_curves(job_dir: Path) -> dict[str, list[float]]:

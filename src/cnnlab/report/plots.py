@@ -39,7 +39,7 @@ def plot_val_acc(jobs: list[Job], axes: list[str], out: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (setting, runs) in enumerate(curves.items()):
         epochs = np.arange(1, runs.shape[1] + 1)
-        color = plt.cm.tab20(i % 20)
+        color = plt.cm.tab10(i % 10)
         ax.plot(epochs, 100 * runs.mean(0), marker="o", ms=3, color=color, label=f"{setting} (n={len(runs)})")
         if len(runs) > 1:
             ax.fill_between(epochs, 100 * runs.min(0), 100 * runs.max(0), color=color, alpha=0.2)

@@ -80,7 +80,8 @@ def write_markdown(jobs: list[Job], axes: list[str], path: Path, plots: list[str
                "train_val_gap", "epochs", "wall_s")
     lines = [f"# Sweep summary ({len(jobs)} jobs)", "",
              f"Swept: {', '.join(axes) or 'nothing'}. Accuracies in %, mean ± std over seeds; "
-             "train_val_gap = final train acc − final val acc (the overfitting symptom). Sorted by final val acc.", "",
+             "train_val_gap = final train acc − final val acc (the overfitting symptom); wall_s is summed over seeds. "
+             "Sorted by final val acc.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |" for row in grouped]
     failed = [j for j in jobs if j.status != "completed"]
