@@ -67,6 +67,14 @@ def test_same_seed_same_batches_and_different_seed_different_batches():
     assert not torch.equal(labels(3), labels(4))
 
 
+def test_batch_hook_augments_images_and_never_touches_labels():
+    dm = TinyDataModule(train_count=200, val_size=40, augment=Augmentation([RandomVerticalFlip(p=1.0)]))
+    dm.setup()
+    images, labels = next(iter(dm.train_dataloader()))
+    out_images, out_labels = dm.on_after_batch_transfer((images, labels.clone()), 0)
+    assert torch.equal(out_labels, labels) and out_images.shape == images.shape
+
+
 def test_validation_is_never_augmented():
     dm = TinyDataModule(train_count=200, val_size=40, augment=Augmentation([RandomVerticalFlip(p=1.0)]))
     dm.setup()

@@ -36,7 +36,7 @@ def train(run_dir: Path, *extra: str) -> tuple[int, dict]:
     ("data.batch_size=-8", "data.batch_size=-8 must be a positive integer"),
     ("optim.lr=0", "optim.lr=0 must be a number > 0"),
     ("optim.lr=-0.1", "optim.lr=-0.1 must be a number > 0"),
-    ("schedule.name=step", "schedule.name='step' is not a valid choice. Valid: onecycle, cosine, none"),
+    ("schedule.name=step", "schedule.name='step' is not a valid choice. Valid: onecycle, cosine, triangle, none"),
     ("model.dropout=1.5", "model.dropout=1.5 is outside [0, 1)"),
     ("model.depth=7", "largest valid depth is 5"),
     ("model.activation=tanh", "Valid: relu, gelu, identity"),
@@ -102,12 +102,39 @@ def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
     assert (run_dir / "checkpoints" / "interrupted.ckpt").exists()
     assert f"resume={run_dir}" in output
     config_before = (run_dir / ".hydra" / "config.yaml").read_text()
-    proc = subprocess.run([str(exe), *TINY, "trainer.max_epochs=2", f"resume={run_dir}"], cwd=tmp_path,
+    proc = subprocess.run([str(exe), *TINY, "trainer.max_epochs=200", f"resume={run_dir}", "+callbacks.stop._target_="
+                           "lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/acc",
+                           "+callbacks.stop.patience=0", "+callbacks.stop.check_finite=false",
+                           "+callbacks.stop.mode=max", "+callbacks.stop.stopping_threshold=0.0"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
     assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before  # the original config is kept
     assert len(list((run_dir / ".hydra").glob("resume-*/config.yaml"))) == 1
+
+
+def test_ckpt_path_last_resumes_in_place_and_keeps_the_original_config(tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    run_dir = tmp_path / "run"
+    first = subprocess.run([str(exe), *TINY, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    config_before = (run_dir / ".hydra" / "config.yaml").read_text()
+    second = subprocess.run([str(exe), *TINY, "trainer.max_epochs=1", "ckpt_path=last", f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before
+    assert len(list((run_dir / ".hydra").glob("resume-*/config.yaml"))) == 1
+
+
+def test_resume_with_another_schedule_length_is_refused(tmp_path, caplog):
+    run_dir = tmp_path / "a"
+    _, finished = train(run_dir, "trainer.max_epochs=1")
+    with pytest.raises(SystemExit):
+        run(compose_config(TINY + [f"resume={run_dir}", "trainer.max_epochs=3"], run_dir))
+    assert "its onecycle schedule was laid out for trainer.max_epochs=1" in caplog.text
+    assert json.loads((run_dir / "metrics.json").read_text()) == finished
 
 
 def test_parallel_jobs_prepare_the_data_dir_once(tmp_path, monkeypatch):

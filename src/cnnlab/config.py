@@ -24,9 +24,9 @@ def _run_dir(resume: str | None, default: str) -> str:
     return str(resume) if resume else default
 
 
-def _config_subdir(resume: str | None) -> str:
-    """Keep the original run's .hydra/ untouched when a run is resumed in its own directory."""
-    return f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resume else ".hydra"
+def _config_subdir(resume: str | None, ckpt_path: str | None = None) -> str:
+    """Keep the original run's .hydra/ untouched when a run is resumed (resume= or ckpt_path=)."""
+    return f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resume or ckpt_path else ".hydra"
 
 
 def _default_precision() -> str:
