@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from cnnlab.builders import build_datamodule  # noqa: E402
-from cnnlab.lab.cli import console, compose_config, load_model, output_dir, parser, run_tool  # noqa: E402
-from cnnlab.lab.equivariance import layer_shift_errors, prediction_change  # noqa: E402
+from cnnlab.builders import build_datamodule
+from cnnlab.figures import save_figure
+from cnnlab.lab.cli import console, compose_config, load_model, output_dir, parser, run_tool
+from cnnlab.lab.equivariance import layer_shift_errors, prediction_change
 
 
 def validation_images(cfg, count: int = 64):
@@ -52,10 +50,7 @@ def main() -> None:
     ax.set_ylabel("relative error")
     ax.set_title("Translation equivariance per layer (0 = exactly equivariant)")
     ax.legend()
-    fig.tight_layout()
-    out = output_dir("equivariance", args.out)
-    fig.savefig(out / "equivariance.png", dpi=110, metadata={"Software": None})
-    print(f"figure: {out / 'equivariance.png'}")
+    print("figure:", save_figure(fig, output_dir("equivariance", args.out) / "equivariance.png"))
 
 
 def cli() -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch.nn.functional as F
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from cnnlab.lab.cli import console, output_dir, parser, run_tool  # noqa: E402
-from cnnlab.lab.pooling import edge_response, pool_edge  # noqa: E402
+from cnnlab.figures import save_figure
+from cnnlab.lab.cli import console, output_dir, parser, run_tool
+from cnnlab.lab.pooling import edge_response, pool_edge
 
 EDGES = {"sharp": (1.0,), "blurred": (0.5, 1.0, 0.5)}
 
@@ -36,10 +34,7 @@ def main() -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    out = output_dir("pooling", args.out)
-    fig.savefig(out / "pooling.png", dpi=110, metadata={"Software": None})
-    print(f"figure: {out / 'pooling.png'}")
+    print("figure:", save_figure(fig, output_dir("pooling", args.out) / "pooling.png"))
 
 
 def cli() -> None:

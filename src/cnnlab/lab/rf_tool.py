@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from cnnlab.lab.cli import console, compose_config, load_model, output_dir, parser, run_tool  # noqa: E402
-from cnnlab.lab.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,  # noqa: E402
-                                        too_small_warning)
-from cnnlab.lab.summary import summary_table  # noqa: E402
+from cnnlab.figures import save_figure
+from cnnlab.lab.cli import console, compose_config, load_model, output_dir, parser, run_tool
+from cnnlab.lab.receptive_field import empirical_receptive_field, final_receptive_field, input_gradient, too_small_warning
+from cnnlab.lab.summary import summary_table
 
 
 def rf_figure(grad: torch.Tensor, analytic: int, title: str, path) -> None:
@@ -25,9 +22,7 @@ def rf_figure(grad: torch.Tensor, analytic: int, title: str, path) -> None:
     ax.set_title(title, fontsize=9)
     ax.set_xlim(-0.5, size - 0.5)
     ax.set_ylim(size - 0.5, -0.5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def describe(grad: torch.Tensor, analytic: int, label: str) -> str:

@@ -5,21 +5,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cnnlab.report.collect import Job  # noqa: E402
-from cnnlab.report.tables import setting_of  # noqa: E402
+from cnnlab.figures import save_figure
+from cnnlab.report.collect import Job
+from cnnlab.report.tables import setting_of
 
 
 def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: reruns give identical files
-    plt.close(fig)
-    return path.name
+    return save_figure(fig, path).name
 
 
 def _by_setting(jobs: list[Job], axes: list[str], tag: str) -> dict[str, np.ndarray]:

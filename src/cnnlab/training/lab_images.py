@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import lightning as L
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
-
-from cnnlab.lab.receptive_field import input_gradient  # noqa: E402
+import cnnlab.figures  # noqa: F401  (selects the headless Agg backend before any figure is made)
+from cnnlab.lab.receptive_field import input_gradient
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

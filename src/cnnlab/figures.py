@@ -1,0 +1,18 @@
+"""Saving matplotlib figures the same way everywhere: headless, and byte-identical when re-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write as PNG without a version stamp (so re-runs give identical files) and close."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return Path(path)
