@@ -26,7 +26,7 @@ from cnnlab.lab.cli import console
 from cnnlab.lab.summary import summary_table
 from cnnlab.training.callbacks import (GracefulInterrupt, NonFiniteLossGuard, ReseedEachEpoch, RunInterrupted,
                                        ThroughputMeter)
-from cnnlab.training.checkpoints import check_model_matches, load_checkpoint
+from cnnlab.training.checkpoints import resume_checkpoint
 from cnnlab.training.lab_images import LabImages
 from cnnlab.training.records import read_metrics, write_metrics
 
@@ -34,42 +34,6 @@ log = logging.getLogger("cnnlab")
 HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
 config.register_resolvers()
 quiet()
-
-
-def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to resume from: `resume=<run dir>` or `ckpt_path=last|<file>`, checked to exist."""
-    if cfg.resume:
-        ckpt = Path(cfg.resume) / "checkpoints" / "last.ckpt"
-    elif cfg.ckpt_path == "last":
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-    elif cfg.ckpt_path:
-        ckpt = Path(cfg.ckpt_path)
-    else:
-        return None
-    if not ckpt.is_file():
-        raise CnnlabError(
-            f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of a run that finished at "
-            f"least one epoch (it holds checkpoints/last.ckpt), or ckpt_path=<existing .ckpt file>."
-        )
-    checkpoint = load_checkpoint(ckpt)
-    check_model_matches(checkpoint, OmegaConf.to_container(cfg.model, resolve=True), ckpt)
-    check_schedule_length(checkpoint["cnnlab_config"], cfg, ckpt)
-    return ckpt
-
-
-def check_schedule_length(saved: dict, cfg: DictConfig, ckpt: Path) -> None:
-    """A one-cycle or cosine schedule is laid out over the run's total steps: resuming with another length
-    would run past its end (or restart it), so that is refused."""
-    if cfg.schedule.name == "none":
-        return
-    for key in ("max_epochs", "max_steps"):
-        before, now = saved["trainer"].get(key), cfg.trainer.get(key)
-        if before != now:
-            raise CnnlabError(
-                f"resuming {ckpt} with trainer.{key}={now}, but its {cfg.schedule.name} schedule was laid out for "
-                f"trainer.{key}={before}. Fix: resume with trainer.{key}={before}; to train further, start a new "
-                f"run from these weights with ckpt_path=<file> and the same length, or use schedule=none."
-            )
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, meter: ThroughputMeter) -> L.Trainer:
