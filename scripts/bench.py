@@ -129,24 +129,47 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--images", type=int, default=5000, help="training images for the loop comparison")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--full-epoch-images", type=int, default=45000)
     args = p.parse_args()
     overrides = ["data=tiny", f"data.train_count={args.images + 200}", "data.val_size=200", "data.batch_size=128",
                  "augment=crop_flip", "lab_images=false"]
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, lightning {L.__version__}")
-    rows: dict[str, list[float]] = {"plain": [], "template (device loader)": [], "template (DataLoader)": []}
-    for _ in range(args.repeats):  # alternate, so drift in machine speed hits every variant alike
-        rows["plain"].append(plain_images_per_s(overrides, args.epochs))
-        rows["template (device loader)"].append(template_images_per_s(overrides + ["data.on_device=true"], args.epochs))
-        rows["template (DataLoader)"].append(template_images_per_s(overrides + ["data.on_device=false"], args.epochs))
+    variants = {
+        "plain": lambda: plain_images_per_s(overrides, args.epochs),
+        "template (device loader)": lambda: template_images_per_s(overrides + ["data.on_device=true"], args.epochs),
+        "template (DataLoader)": lambda: template_images_per_s(overrides + ["data.on_device=false"], args.epochs),
+    }
+    names = list(variants)
+    for name in names:  # warm-up round, discarded: allocator, thread pool and import costs land here
+        variants[name]()
+    rows: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(args.repeats):  # rotate the order so drift in machine speed hits every variant alike
+        for name in names[repeat % 3:] + names[: repeat % 3]:
+            rows[name].append(variants[name]())
     base = statistics.median(rows["plain"])
     print(f"\n### Training throughput: default CNN, {args.images} images, batch 128, crop_flip, {args.epochs} epochs, "
-          f"median of {args.repeats}\n\n| loop | images/s (runs) | median | ratio to plain |\n|---|---|---|---|")
+          f"median of {args.repeats} after a discarded warm-up round, order rotated\n\n| loop | images/s (runs) | median | ratio to plain |\n|---|---|---|---|")
     for name, values in rows.items():
         runs = ", ".join(f"{v:.0f}" for v in values)
         print(f"| {name} | {runs} | {statistics.median(values):.0f} | {statistics.median(values) / base:.3f} |")
+    tiny_model = overrides + ["model.depth=1", "model.width=1", "model.batchnorm=false"]
+    overhead_rows: dict[str, list[float]] = {"plain": [], "template": []}
+    steps = args.epochs * -(-args.images // 128)
+    for repeat in range(args.repeats):
+        order = [("plain", plain_images_per_s), ("template", template_images_per_s)]
+        for name, fn in order[repeat % 2:] + order[: repeat % 2]:
+            rate = fn(tiny_model + ["data.on_device=true"], args.epochs)
+            overhead_rows[name].append(1000 * args.images * args.epochs / rate / steps)
+    plain_ms, template_ms = (statistics.median(overhead_rows[k]) for k in ("plain", "template"))
+    step_ms = 1000 * 128 / statistics.median(rows["plain"])
+    print(f"\n### Per-step cost with a near-empty model (1 conv of width 1): the loop's own overhead\n\n"
+          f"| loop | ms per step (runs) | median |\n|---|---|---|")
+    for name, values in overhead_rows.items():
+        print(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {statistics.median(values):.2f} |")
+    print(f"\nThe template adds {template_ms - plain_ms:.2f} ms per step over the plain loop; one step of the default "
+          f"CNN takes {step_ms:.0f} ms here, so the template's overhead is {100 * (template_ms - plain_ms) / step_ms:.1f}% of a step.")
     batched, per_image = [], []
     for _ in range(args.repeats):
         b, q = augmentation_rates(20000, 128, workers=2)

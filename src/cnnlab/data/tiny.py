@@ -14,18 +14,27 @@ from cnnlab.data.datamodule import Arrays, ImageDataModule
 PALETTE = torch.tensor([[0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.85, 0.2], [0.8, 0.2, 0.8]])
 
 
-def make_tiny_images(count: int, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (uint8 count×3×size×size, int64 labels): a striped coloured box at a random place on noise."""
+def make_tiny_images(count: int, seed: int, size: int = 32, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (uint8 count×3×size×size, int64 labels): a striped coloured box at a random place on noise.
+    Generated `chunk` images at a time, so float temporaries stay small however many images are asked for."""
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randperm(count, generator=gen) % 10
+    images = torch.empty(count, 3, size, size, dtype=torch.uint8)
+    for start in range(0, count, chunk):
+        part = labels[start:start + chunk]
+        images[start:start + len(part)] = _draw(part, size, gen)
+    return images, labels
+
+
+def _draw(labels: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    count = len(labels)
     colour = PALETTE[labels // 2].view(count, 3, 1, 1)
     horizontal = (labels % 2 == 0).view(count, 1, 1, 1)
     ys = torch.arange(size, dtype=torch.float32).view(1, 1, size, 1)
     xs = torch.arange(size, dtype=torch.float32).view(1, 1, 1, size)
     cycles = 2 + 3 * torch.rand(count, 1, 1, 1, generator=gen)
     phase = 2 * math.pi * torch.rand(count, 1, 1, 1, generator=gen)
-    coord = torch.where(horizontal, ys, xs)
-    stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * cycles * coord / size + phase)
+    stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * cycles * torch.where(horizontal, ys, xs) / size + phase)
     box = torch.randint(14, 27, (count, 1, 1, 1), generator=gen)
     top = (torch.rand(count, 1, 1, 1, generator=gen) * (size - box + 1)).floor()
     left = (torch.rand(count, 1, 1, 1, generator=gen) * (size - box + 1)).floor()
@@ -33,7 +42,7 @@ def make_tiny_images(count: int, seed: int, size: int = 32) -> tuple[torch.Tenso
     background = 0.45 + 0.1 * torch.rand(count, 3, 1, 1, generator=gen)
     images = torch.where(inside, colour * (0.35 + 0.65 * stripes), background)
     images = images + 0.08 * torch.randn(count, 3, size, size, generator=gen)
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 class TinyDataModule(ImageDataModule):
