@@ -93,15 +93,16 @@ def test_cli_bad_value_is_one_clear_error_without_traceback(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
 
 
-def test_cli_refuses_to_overwrite_a_finished_run(trained, tmp_path):
+def test_refuses_to_overwrite_a_finished_run(trained, caplog):
     before = (trained / "metrics.json").read_text()
-    proc = cli("data=tiny", f"hydra.run.dir={trained}", cwd=tmp_path)
-    assert proc.returncode == 2 and "refusing to overwrite" in proc.stderr + proc.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config(TINY, trained))
+    assert exit_info.value.code == 2 and "refusing to overwrite" in caplog.text
     assert (trained / "metrics.json").read_text() == before
 
 
 def test_ddp_simulation_runs_the_same_code_on_two_processes(tmp_path):
-    proc = cli("data=tiny", "trainer=ddp_sim", "trainer.max_epochs=2", "progress_bar=false", "model.width=16",
+    proc = cli("data=tiny", "trainer=ddp_sim", "trainer.max_epochs=1", "progress_bar=false", "model.width=16",
                f"hydra.run.dir={tmp_path}/ddp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
