@@ -117,7 +117,10 @@ deleted or overwritten: the error names the file and the fix.
 - `cnnlab-train resume=<run dir>` continues in that directory from `checkpoints/last.ckpt` (the end of the
   last completed epoch); the original `.hydra/config.yaml` is kept and the resume's config goes to
   `.hydra/resume-<time>/`. Because shuffling, augmentation and dropout are seeded from (seed, epoch), an
-  interrupted-and-resumed CPU run ends with exactly the metrics of an uninterrupted one.
+  interrupted-and-resumed CPU run ends with exactly the metrics of an uninterrupted one. `ckpt_path=last`
+  with `hydra.run.dir=<run dir>` does the same. A resume with another model config, or another
+  `trainer.max_epochs`/`max_steps` under a one-cycle or cosine schedule (laid out over the run's length), is
+  refused before training and leaves the run's `metrics.json` as it was.
 - A NaN or infinite loss stops the run naming the step and suggesting causes (learning rate, precision)
   before any checkpoint stores the broken weights; `last.ckpt` is the last good one and `metrics.json`
   says `failed`.

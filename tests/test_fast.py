@@ -102,3 +102,17 @@ def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
     for name, tensor in checkpoint["state_dict"].items():  # weights were set to the EMA at epoch end
         if name.startswith("net.") and tensor.is_floating_point():
             assert torch.equal(tensor, lookahead["ema"][name.removeprefix("net.")])
+
+
+def test_channels_last_gives_the_same_logits():
+    from cnnlab.models.cnn import ConvNet
+    from cnnlab.training.module import ImageClassifier
+
+    torch.manual_seed(0)
+    net = ConvNet(width=8)
+    x = torch.randn(4, 3, 32, 32)
+    net.eval()
+    expected = net(x)
+    module = ImageClassifier(net, optim={"name": "sgd", "lr": 0.1}, schedule={"name": "none"}, channels_last=True)
+    assert module.net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(module(x), expected, atol=1e-5)
