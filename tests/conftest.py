@@ -6,12 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from cnnlab.config import config_dir, register_resolvers
+from cnnlab.config import compose_config as compose
 from cnnlab.data.cifar10_files import write_random_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,10 +18,7 @@ FAST = ["trainer.max_epochs=1", "progress_bar=false", "trainer.enable_checkpoint
 
 def compose_config(overrides: list[str], run_dir: Path | None = None, name: str = "train") -> DictConfig:
     """Compose conf/<name>.yaml as Hydra would, and register it as the current Hydra config."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    cfg = compose(overrides, name=name, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir or "unused")
         cfg.hydra.job.name = "test"

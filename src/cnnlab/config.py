@@ -44,6 +44,17 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+def compose_config(overrides: list[str], name: str = "train", return_hydra_config: bool = False) -> DictConfig:
+    """conf/<name>.yaml with Hydra overrides, as the entry points compose it, without starting a run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject bad epochs, batch sizes, optimizer values and smoothing before any data loads."""
     epochs = cfg.trainer.get("max_epochs")

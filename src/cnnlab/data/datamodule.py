@@ -49,6 +49,7 @@ class ImageDataModule(L.LightningDataModule):
         self.on_device, self.drop_last = on_device, drop_last
         self._check_label_safety()
         self.train_set: TensorDataset | None = None
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _check_label_safety(self) -> None:
         for op in self.augment.names:
@@ -122,8 +123,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1] to zero-mean, unit-variance per channel."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        if images.device not in self._stats:  # once per device: no host-to-device copy in the training loop
+            self._stats[images.device] = tuple(torch.tensor(v, device=images.device).view(1, -1, 1, 1)
+                                               for v in (self.mean, self.std))
+        mean, std = self._stats[images.device]
         return (images - mean) / std
 
     def prepare_batch(self, images: torch.Tensor, train: bool) -> torch.Tensor:

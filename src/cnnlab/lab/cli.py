@@ -8,14 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
 from cnnlab.builders import build_net
-from cnnlab.config import config_dir, register_resolvers
+from cnnlab.config import compose_config  # noqa: F401  (re-exported for the lab tools)
 from cnnlab.errors import user_error
 from cnnlab.training.checkpoints import load_checkpoint
 
@@ -23,14 +21,6 @@ from cnnlab.training.checkpoints import load_checkpoint
 def console() -> Console:
     """A rich console at least 120 columns wide, so tables stay readable in logs and pipes."""
     return Console(width=None if sys.stdout.isatty() else 120)
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """conf/train.yaml with Hydra overrides, as cnnlab-train would compose it (without starting a run)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def parser(tool: str, description: str) -> argparse.ArgumentParser:

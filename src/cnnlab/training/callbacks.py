@@ -122,19 +122,23 @@ class NonFiniteLossGuard(L.Callback):
     def __init__(self, checkpoint_dir: Path, check_every: int = 1) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.check_every = check_every
-        self._first_bad: torch.Tensor | None = None
+        self._step: torch.Tensor | None = None       # device-side step counter
+        self._first_bad: torch.Tensor | None = None  # first step with a non-finite loss, −1 while none
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if pl_module.device.type != "cpu":  # a sync per step would stall the GPU queue
+        device = pl_module.device
+        self._step = torch.full((), trainer.global_step, dtype=torch.long, device=device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        if device.type != "cpu":  # a sync per step would stall the GPU queue
             self.check_every = max(self.check_every, 50)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        step = torch.tensor(trainer.global_step, device=loss.device)
-        bad_here = torch.where(torch.isfinite(loss.detach()), torch.full_like(step, -1), step)
-        self._first_bad = bad_here if self._first_bad is None else torch.where(self._first_bad >= 0, self._first_bad, bad_here)
+        first = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)
+        self._first_bad = torch.where(first, self._step, self._first_bad)
+        self._step += 1
         if trainer.global_step % self.check_every == 0:
             self._check(trainer, pl_module)
 
