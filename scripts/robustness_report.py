@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cnnlab.data.cifar10_files import write_random_folder
+from conftest import write_fake_cifar as write_random_folder
 
 BIN = Path(sys.executable).parent
 OUT = Path(__file__).resolve().parents[1] / "docs" / "robustness.md"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from cnnlab.config import compose_config as compose
-from cnnlab.data.cifar10_files import write_random_folder
+from cnnlab.data.cifar10 import FOLDER, IMAGE_SHAPE, NUM_CLASSES, TEST_FILES, TRAIN_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_epochs=1", "progress_bar=false", "trainer.enable_checkpointing=true"]
@@ -28,9 +30,25 @@ def compose_config(overrides: list[str], run_dir: Path | None = None, name: str 
     return cfg
 
 
+def write_batch(path: Path, images: torch.Tensor, labels: torch.Tensor, bytes_keys: bool = True) -> None:
+    """Write uint8 N×3×32×32 images and labels as one batch file in torchvision's pickle layout."""
+    entry = {"batch_label": path.name, "data": images.reshape(len(images), -1).numpy(),
+             "labels": labels.tolist(), "filenames": [f"{i}.png" for i in range(len(images))]}
+    if bytes_keys:  # as re-pickled copies store them; the original Python 2 pickles load with str keys
+        entry = {k.encode(): v for k, v in entry.items()}
+    with open(path, "wb") as f:
+        pickle.dump(entry, f)
+
+
 def write_fake_cifar(root: Path, per_batch: int = 40, seed: int = 0, bytes_keys: bool = True) -> Path:
-    """A `cifar-10-batches-py` folder in torchvision's layout with random images; returns its parent."""
-    return write_random_folder(root, per_batch, seed, bytes_keys)
+    """A `cifar-10-batches-py` folder of random images under `root` (for tests and demos); returns `root`."""
+    gen = torch.Generator().manual_seed(seed)
+    folder = Path(root) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TRAIN_FILES + TEST_FILES:
+        images = torch.randint(0, 256, (per_batch, *IMAGE_SHAPE), generator=gen, dtype=torch.uint8)
+        write_batch(folder / name, images, torch.randint(0, NUM_CLASSES, (per_batch,), generator=gen), bytes_keys)
+    return Path(root)
 
 
 def real_cifar_dir() -> Path | None:

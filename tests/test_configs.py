@@ -5,12 +5,18 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from cnnlab.builders import build_datamodule, build_module
 from cnnlab.config import config_dir
+from cnnlab.lab.cli import build_datamodule
+from cnnlab.train import run_config
+from cnnlab.training.module import ImageClassifier
 from conftest import compose_config
 
 CONF = Path(config_dir())
 GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"}
+
+
+def build_module(cfg):
+    return ImageClassifier(run_config(cfg))
 OPTIONS = [(g, o) for g, opts in sorted(GROUPS.items()) for o in opts]
 
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from cnnlab.builders import count_parameters
-from cnnlab.data.device_loader import DeviceLoader
-from cnnlab.data.sampler import EpochBatchSampler
+from cnnlab.data.sampler import DeviceLoader, EpochBatchSampler
+from cnnlab.models import count_parameters
 from cnnlab.models.fast import FastNet
-from cnnlab.models.tta import predict
-from cnnlab.training.optim import build_optimizer, build_schedule
+from cnnlab.training.callbacks import WhitenFromData, whiten_
+from cnnlab.training.module import predict_tta
+from cnnlab.training.optim import param_groups, triangle
 
 
 def test_fastnet_shapes_and_exact_trainable_parameter_count():
@@ -24,38 +24,43 @@ def test_whitening_init_decorrelates_patches():
     images = torch.randn(200, 3, 32, 32) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
     images[:, 1] += images[:, 0]  # correlated channels
     net = FastNet()
-    net.init_from_data(images)
-    out = torch.nn.functional.conv2d(images, net.whiten.weight[:12])  # the positive half
+    whiten = net.features[0]
+    whiten_(whiten, images)
+    out = torch.nn.functional.conv2d(images, whiten.weight[:12])  # the positive half
     flat = out.transpose(0, 1).reshape(12, -1)
     covariance = flat @ flat.T / flat.shape[1]
     assert torch.allclose(covariance, torch.eye(12), atol=0.05)
-    assert not net.whiten.weight.requires_grad
+    assert not whiten.weight.requires_grad
 
 
 def test_whitening_bias_trains_only_in_the_first_epochs():
-    net = FastNet(whiten_bias_epochs=3)
-    net.on_epoch_start(2)
-    assert net.whiten.bias.requires_grad
-    net.on_epoch_start(3)
-    assert not net.whiten.bias.requires_grad
+    callback, module = WhitenFromData(bias_epochs=3), torch.nn.Module()
+    module.net = FastNet()
+
+    class At:
+        def __init__(self, epoch):
+            self.current_epoch = epoch
+    callback.on_train_epoch_start(At(2), module)
+    assert module.net.features[0].bias.requires_grad
+    callback.on_train_epoch_start(At(3), module)
+    assert not module.net.features[0].bias.requires_grad
 
 
 def test_tta_levels_average_the_documented_views():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.LazyLinear(10))
     x = torch.randn(2, 3, 32, 32)
-    assert torch.equal(predict(net, x, 0), net(x))
-    assert torch.allclose(predict(net, x, 1), 0.5 * net(x) + 0.5 * net(x.flip(-1)))
+    assert torch.allclose(predict_tta(net, x, 1), 0.5 * net(x) + 0.5 * net(x.flip(-1)))
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
     mirror = lambda v: 0.5 * net(v) + 0.5 * net(v.flip(-1))  # noqa: E731
     expected = 0.5 * mirror(x) + 0.25 * mirror(padded[..., :32, :32]) + 0.25 * mirror(padded[..., 2:, 2:])
-    assert torch.allclose(predict(net, x, 2), expected, atol=1e-6)
+    assert torch.allclose(predict_tta(net, x, 2), expected, atol=1e-6)
 
 
 def test_norm_parameters_get_scaled_lr_and_matching_decay():
     net = FastNet(widths=(8, 8, 8))
-    optimizer = build_optimizer(net, {"name": "sgd", "lr": 1.5, "momentum": 0.85, "nesterov": True,
-                                      "weight_decay": 0.0013305, "norm_lr_scale": 64.0})
+    optimizer = torch.optim.SGD(param_groups(net, {"lr": 1.5, "weight_decay": 0.0013305}, norm_lr_scale=64.0),
+                                lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0013305)
     norm, other = optimizer.param_groups
     assert norm["lr"] == 96.0 and other["lr"] == 1.5
     assert norm["lr"] * norm["weight_decay"] == pytest.approx(other["lr"] * other["weight_decay"])
@@ -65,7 +70,7 @@ def test_norm_parameters_get_scaled_lr_and_matching_decay():
 def test_triangle_schedule_rises_to_peak_then_falls():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)
-    scheduler = build_schedule(optimizer, {"name": "triangle", "start": 0.2, "peak": 0.25, "end": 0.07}, 100)["scheduler"]
+    scheduler = triangle(optimizer, 100, start=0.2, peak=0.25, end=0.07)
     lrs = []
     for _ in range(101):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -105,14 +110,16 @@ def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
 
 
 def test_channels_last_gives_the_same_logits():
-    from cnnlab.models.cnn import ConvNet
+    from cnnlab.train import run_config
     from cnnlab.training.module import ImageClassifier
+    from conftest import compose_config
 
+    config = run_config(compose_config(["model.width=8", "channels_last=false"]))
     torch.manual_seed(0)
-    net = ConvNet(width=8)
+    reference = ImageClassifier(config).eval()
     x = torch.randn(4, 3, 32, 32)
-    net.eval()
-    expected = net(x)
-    module = ImageClassifier(net, optim={"name": "sgd", "lr": 0.1}, schedule={"name": "none"}, channels_last=True)
+    expected = reference(x)
+    module = ImageClassifier({**config, "channels_last": True}).eval()
+    module.net.load_state_dict(reference.net.state_dict())
     assert module.net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(module(x), expected, atol=1e-5)

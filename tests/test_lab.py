@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnnlab.builders import count_parameters
+from cnnlab.models import count_parameters
 from cnnlab.lab.equivariance import layer_shift_errors, prediction_change
 from cnnlab.lab.linearity import collapse_to_affine, superposition_error
 from cnnlab.lab.params import conv_layer, dense_equivalent, dense_layer
@@ -92,7 +92,7 @@ def run_tool(module, argv, monkeypatch, capsys) -> str:
 
 
 def test_rf_tool_prints_the_table_and_saves_fresh_and_trained_maps(tmp_path, monkeypatch, capsys):
-    from cnnlab.lab import rf_tool
+    from cnnlab.lab import rf as rf_tool
 
     out = run_tool(rf_tool, ["model.depth=2", "--out", str(tmp_path)], monkeypatch, capsys)
     assert "10×10" in out and "fresh: gradient non-zero over 10×10 px (analytic 10×10" in out
@@ -100,14 +100,14 @@ def test_rf_tool_prints_the_table_and_saves_fresh_and_trained_maps(tmp_path, mon
 
 
 def test_params_tool_prints_exact_counts(monkeypatch, capsys):
-    from cnnlab.lab import params_tool
+    from cnnlab.lab import params as params_tool
 
     out = run_tool(params_tool, [], monkeypatch, capsys)
     assert "150,528,000" in out and "1,728" in out and "1,707,274" in out and "94,762" in out
 
 
 def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch, capsys):
-    from cnnlab.lab import equivariance_tool
+    from cnnlab.lab import equivariance as equivariance_tool
 
     out = run_tool(equivariance_tool, ["data=tiny", "model.padding_mode=circular", "--shifts", "1", "8",
                                        "--out", str(tmp_path)], monkeypatch, capsys)
@@ -116,7 +116,7 @@ def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch,
 
 
 def test_linearity_tool_shows_identity_collapses_and_relu_does_not(monkeypatch, capsys):
-    from cnnlab.lab import linearity_tool
+    from cnnlab.lab import linearity as linearity_tool
 
     out = run_tool(linearity_tool, ["model.pool=avg", "model.batchnorm=false", "model.width=8"], monkeypatch, capsys)
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
@@ -124,7 +124,7 @@ def test_linearity_tool_shows_identity_collapses_and_relu_does_not(monkeypatch, 
 
 
 def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
-    from cnnlab.lab import pooling_tool
+    from cnnlab.lab import pooling as pooling_tool
 
     out = run_tool(pooling_tool, ["--out", str(tmp_path)], monkeypatch, capsys)
     assert "sharp   │ avg  │     0.500" in out and (tmp_path / "pooling.png").exists()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnnlab.builders import count_parameters
+from cnnlab.models import count_parameters
 from cnnlab.errors import ConfigError
 from cnnlab.models.cnn import ConvNet, block_channels
 from cnnlab.models.mlp import MLP

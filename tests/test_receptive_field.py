@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.lab.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,
+from cnnlab.models.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,
                                         receptive_field, too_small_warning)
 from cnnlab.models.cnn import ConvNet
 

@@ -31,50 +31,84 @@ def train(run_dir: Path, *extra: str) -> tuple[int, dict]:
     return code, json.loads((run_dir / "metrics.json").read_text())
 
 
+def refused(run_dir: Path, caplog, *extra: str) -> str:
+    """Run a command that must be refused: exit 2 and nothing written into `run_dir`; return the log."""
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config(TINY + list(extra), run_dir))
+    assert exit_info.value.code == 2
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after.keys() == before.keys() and [p for p in after if after[p] != before[p]] == []
+    return caplog.text
+
+
 @pytest.mark.parametrize("override, message", [
-    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive integer"),
-    ("data.batch_size=-8", "data.batch_size=-8 must be a positive integer"),
-    ("optim.lr=0", "optim.lr=0 must be a number > 0"),
-    ("optim.lr=-0.1", "optim.lr=-0.1 must be a number > 0"),
-    ("schedule.name=step", "schedule.name='step' is not a valid choice. Valid: onecycle, cosine, triangle, none"),
-    ("model.dropout=1.5", "model.dropout=1.5 is outside [0, 1)"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is out of range: it must be an integer >= 1"),
+    ("data.batch_size=-8", "data.batch_size=-8 is out of range: it must be an integer >= 1"),
+    ("optim.lr=0", "optim.lr=0 is out of range: it must be a number > 0"),
+    ("optim.lr=-0.1", "optim.lr=-0.1 is out of range: it must be a number > 0"),
+    ("optim.momentum=-1", "optim.momentum=-1 is out of range: it must be in [0, 1)"),
+    ("schedule.pct_start=2", "schedule.pct_start=2 is out of range: it must be in (0, 1)"),
+    ("model.dropout=1.5", "model.dropout=1.5 is out of range: it must be in [0, 1)"),
     ("model.depth=7", "largest valid depth is 5"),
     ("model.activation=tanh", "Valid: relu, gelu, identity"),
-    ("data.train_subset=100000", "data.train_subset=100000 is outside 1..500"),
-    ("label_smoothing=1.0", "label_smoothing=1.0 is outside [0, 1)"),
+    ("model.growth=-1", "model.growth=-1 must be a number > 0"),
+    ("model.padding_mode=foo", "model.padding_mode='foo' is not a valid choice"),
+    ("label_smoothing=1.0", "label_smoothing=1.0 is out of range: it must be in [0, 1)"),
+    ("seed=abc", "seed='abc' has the wrong type: it must be an integer"),
+    ("data.val_size=abc", "data.val_size='abc' has the wrong type: it must be an integer or a number"),
+    ("data.train_subset=abc", "data.train_subset='abc' has the wrong type: it must be an integer"),
+    ("threads=-1", "threads=-1 is out of range"),
+    ("+model.foo=1", "model.foo is not a key of this config"),
+    ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is out of range"),
 ])
-def test_bad_values_fail_with_one_message_naming_value_and_fix(tmp_path, override, message):
-    code, metrics = train(tmp_path, override)
-    assert code == 2
-    assert metrics["status"] == "failed" and message in metrics["error"] and "Fix:" in metrics["error"]
+def test_bad_values_are_refused_with_one_message_naming_value_and_fix(tmp_path, caplog, override, message):
+    log = refused(tmp_path, caplog, override)
+    assert message in log and "Fix:" in log.split(message)[1]
 
 
-def test_resume_from_a_missing_run_names_the_checkpoint(tmp_path):
-    code, metrics = train(tmp_path / "new", f"resume={tmp_path}/never-ran")
-    assert code == 2 and "never-ran/checkpoints/last.ckpt" in metrics["error"]
+def test_a_subset_larger_than_the_data_fails_naming_the_sizes(tmp_path):
+    code, metrics = train(tmp_path, "data.train_subset=100000")
+    assert code == 2 and metrics["status"] == "failed"
+    assert "data.train_subset=100000 is outside 1..500" in metrics["error"]
 
 
-def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
+def test_resume_from_a_missing_run_names_the_checkpoint(tmp_path, caplog):
+    assert "never-ran/checkpoints/last.ckpt" in refused(tmp_path / "new", caplog, f"resume={tmp_path}/never-ran")
+
+
+def interrupted_run(run_dir: Path, epoch: int, epochs: int = 3) -> dict:
+    """A run stopped by SIGINT during epoch `epoch` (0-based) of `epochs`; returns its record."""
+    code, record = train(run_dir, f"trainer.max_epochs={epochs}", "+callbacks.sig._target_=helpers.SignalAt",
+                         f"+callbacks.sig.epoch={epoch}")
+    assert code == 128 + signal.SIGINT and record["status"] == "interrupted"
+    return record
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2])  # inside the first epoch, after one, inside the last
+def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, epoch):
     _, straight = train(tmp_path / "straight", "trainer.max_epochs=3")
     interrupted_dir = tmp_path / "interrupted"
-    code, partial = train(interrupted_dir, "trainer.max_epochs=3", "+callbacks.sig._target_=helpers.SignalAt",
-                          "+callbacks.sig.epoch=1")
-    assert code == 128 + signal.SIGINT and partial["status"] == "interrupted"
+    interrupted_run(interrupted_dir, epoch)
     assert (interrupted_dir / "checkpoints" / "interrupted.ckpt").exists()
-    assert torch.load(interrupted_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert (interrupted_dir / "checkpoints" / "last.ckpt").exists() == (epoch > 0)
     code, resumed = train(interrupted_dir, "trainer.max_epochs=3", f"resume={interrupted_dir}")
     assert code == 0 and resumed["status"] == "completed"
     assert [resumed[k] for k in COMPARED] == [straight[k] for k in COMPARED]
+    final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (tmp_path / "straight", interrupted_dir)]
+    assert final[0]["global_step"] == final[1]["global_step"] == 3 * 8  # 500 images / 64 per batch → 8 steps
+    assert all(torch.equal(final[0]["state_dict"][k], final[1]["state_dict"][k]) for k in final[0]["state_dict"])
+
+
+def test_resuming_a_completed_run_is_refused_and_changes_nothing(tmp_path, caplog):
+    train(tmp_path, "trainer.max_epochs=1")
+    assert "holds a completed run: there is nothing to resume" in refused(tmp_path, caplog, f"resume={tmp_path}")
 
 
 def test_resume_with_a_different_model_is_refused_and_keeps_the_run_record(tmp_path, caplog):
-    run_dir = tmp_path / "a"
-    _, finished = train(run_dir, "trainer.max_epochs=1")
-    with pytest.raises(SystemExit) as exit_info:
-        run(compose_config(TINY + [f"resume={run_dir}", "model.width=16"], run_dir))
-    assert exit_info.value.code == 2
-    assert "model.width=8 in the checkpoint but 16 now" in caplog.text
-    assert json.loads((run_dir / "metrics.json").read_text()) == finished
+    interrupted_run(tmp_path, epoch=1)
+    log = refused(tmp_path, caplog, "trainer.max_epochs=3", f"resume={tmp_path}", "model.width=16")
+    assert "model.width=8 in the checkpoint but 16 now" in log
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -110,19 +144,13 @@ def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
 
 
 def test_resume_option_points_hydra_at_the_run_dir(tmp_path):
-    cfg = compose_config(TINY + [f"resume={tmp_path}/old"], tmp_path)
-    assert cfg.hydra.run.dir == f"{tmp_path}/old"
-    assert cfg.hydra.output_subdir.startswith(".hydra/resume-")
-    assert compose_config(TINY, tmp_path).hydra.output_subdir == ".hydra"
+    assert compose_config(TINY + [f"resume={tmp_path}/old"], tmp_path).hydra.run.dir == f"{tmp_path}/old"
 
 
 def test_resume_with_another_schedule_length_is_refused(tmp_path, caplog):
-    run_dir = tmp_path / "a"
-    _, finished = train(run_dir, "trainer.max_epochs=1")
-    with pytest.raises(SystemExit):
-        run(compose_config(TINY + [f"resume={run_dir}", "trainer.max_epochs=3"], run_dir))
-    assert "its onecycle schedule was laid out for trainer.max_epochs=1" in caplog.text
-    assert json.loads((run_dir / "metrics.json").read_text()) == finished
+    interrupted_run(tmp_path, epoch=1)
+    log = refused(tmp_path, caplog, f"resume={tmp_path}", "trainer.max_epochs=4")
+    assert "its onecycle schedule was laid out for trainer.max_epochs=3" in log
 
 
 def test_parallel_jobs_prepare_the_data_dir_once(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.eval import evaluate
+from cnnlab.eval import check, evaluate
 from cnnlab.train import run
 from conftest import REPO, compose_config
 
@@ -66,7 +66,7 @@ def test_run_logs_lab_images_to_tensorboard(trained):
 
 def test_eval_round_trip_reproduces_the_test_accuracy(trained, tmp_path):
     cfg = compose_config([f"ckpt_path={trained}/checkpoints/best.ckpt", "progress_bar=false"], tmp_path, name="eval")
-    record = evaluate(cfg, tmp_path)
+    record = evaluate(cfg, tmp_path, check(cfg, tmp_path))
     assert record["test_acc"] == pytest.approx(json.loads((trained / "metrics.json").read_text())["test_acc"])
 
 
@@ -90,15 +90,15 @@ def test_cli_bad_value_is_one_clear_error_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "model.pool='maxx' is not a valid choice. Valid: max, avg, stride, none" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # a refused command writes nothing
 
 
 def test_refuses_to_overwrite_a_finished_run(trained, caplog):
-    before = (trained / "metrics.json").read_text()
+    before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config(TINY, trained))
-    assert exit_info.value.code == 2 and "refusing to overwrite" in caplog.text
-    assert (trained / "metrics.json").read_text() == before
+    assert exit_info.value.code == 2 and "already holds a run (status completed); it is never overwritten" in caplog.text
+    assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
 
 
 def test_ddp_simulation_runs_the_same_code_on_two_processes(tmp_path):

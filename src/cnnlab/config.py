@@ -1,22 +1,25 @@
-"""Where the Hydra configs live, the resolvers they use, and checks of values shared by all groups."""
+"""Where the Hydra configs live, how the entry points compose them, and the checks every value passes
+before any work starts (types against the defaults, ranges, unknown keys)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cnnlab.errors import ConfigError
-from cnnlab.training.optim import check_optim
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/ (editable install)
 
 
 def config_dir() -> str:
-    """`conf/` at the repository root (editable install), else the copy shipped inside the package."""
-    for candidate in (Path(__file__).resolve().parents[2] / "conf", Path(__file__).resolve().parent / "conf"):
-        if (candidate / "train.yaml").exists():
-            return str(candidate)
-    raise FileNotFoundError("cnnlab's conf/ folder was not found next to the package; reinstall with `make install`.")
+    """conf/ at the repository root."""
+    if not (CONF_DIR / "train.yaml").exists():
+        raise FileNotFoundError(f"cnnlab's configs were not found at {CONF_DIR}; reinstall with `make install`.")
+    return str(CONF_DIR)
 
 
 def _run_dir(resume: str | None, default: str) -> str:
@@ -24,46 +27,152 @@ def _run_dir(resume: str | None, default: str) -> str:
     return str(resume) if resume else default
 
 
-def _config_subdir(resume: str | None, ckpt_path: str | None = None) -> str:
-    """Keep the original run's .hydra/ untouched when a run is resumed (resume= or ckpt_path=)."""
-    return f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resume or ckpt_path else ".hydra"
-
-
-def _default_precision() -> str:
-    """bf16 mixed precision where a CUDA GPU runs the job, full fp32 on the CPU."""
-    import torch
-
-    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
-
-
 def register_resolvers() -> None:
     """Register the resolvers used in conf/ (idempotent)."""
-    for name, fn in (("cnnlab_run_dir", _run_dir), ("cnnlab_config_subdir", _config_subdir),
-                     ("cnnlab_default_precision", _default_precision)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("cnnlab_run_dir"):
+        OmegaConf.register_new_resolver("cnnlab_run_dir", _run_dir)
 
 
 def compose_config(overrides: list[str], name: str = "train", return_hydra_config: bool = False) -> DictConfig:
-    """conf/<name>.yaml with Hydra overrides, as the entry points compose it, without starting a run."""
+    """conf/<name>.yaml with Hydra overrides, as the entry points compose it; Hydra's errors become one line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
+        try:
+            return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(hydra_error_line(e)) from None
 
 
-def validate(cfg: DictConfig) -> None:
-    """Reject bad epochs, batch sizes, optimizer values and smoothing before any data loads."""
-    epochs = cfg.trainer.get("max_epochs")
-    if not isinstance(epochs, int) or epochs <= 0:
-        raise ConfigError(f"trainer.max_epochs={epochs!r} must be a positive integer. Fix: e.g. trainer.max_epochs=10.")
-    for key in ("batch_size", "eval_batch_size"):
-        value = cfg.data.get(key)
-        if not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"data.{key}={value!r} must be a positive integer. Fix: e.g. data.{key}=128.")
-    check_optim(cfg.optim, cfg.schedule)
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ConfigError(f"label_smoothing={cfg.label_smoothing} is outside [0, 1). Fix: e.g. label_smoothing=0.1.")
+def hydra_error_line(exc: Exception) -> str:
+    """Hydra's composition error as one line with the choices and the fix."""
+    text = " ".join(str(exc).split())
+    if "Could not find '" in text:  # an unknown group option, e.g. model=resnet
+        missing = text.split("Could not find '")[1].split("'")[0]
+        group, option = missing.rsplit("/", 1) if "/" in missing else ("", missing)
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
+        return (f"{group}={option} is not a config in conf/{group}/. Valid: {', '.join(options)}. "
+                f"Fix: e.g. {group}={options[0] if options else '...'}.")
+    if "Key '" in text and "not in struct" in text:  # an unknown key, e.g. model.dpth=3
+        key = text.split("Could not override '")[1].split("'")[0] if "Could not override '" in text else text
+        return (f"{key} is not a key of the config. Fix: check its spelling (cnnlab-train --cfg job lists every "
+                f"key), or add a new key on purpose with +{key}=...")
+    return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
+
+
+# Keys whose default is null or whose valid values have several types: the types they accept.
+NULLABLE = {"data.train_subset": (int,), "threads": (int,), "resume": (str,), "ckpt_path": (str,),
+            "trainer.max_steps": (int,), "debug": (str,)}
+UNION = {"channels_last": (bool, str), "data.on_device": (bool, str), "trainer.precision": (str, int),
+         "trainer.devices": (int, str, list), "data.val_size": (int, float), "compile": (bool,)}
+FREE_FORM = ("callbacks", "data.label_unsafe")  # user-extensible mappings: any key is allowed
+
+
+def _between(low: float, high: float, low_open: bool = False, high_open: bool = True) -> Callable[[Any], bool]:
+    return lambda v: (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
+
+
+# key → (valid?, what valid means, an example). Models check their own arguments when they are built.
+RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "seed": (lambda v: v >= 0, "an integer >= 0", "0"),
+    "label_smoothing": (_between(0, 1), "in [0, 1)", "0.1"),
+    "norm_lr_scale": (lambda v: v > 0, "a number > 0", "1.0"),
+    "threads": (lambda v: v >= 1, "an integer >= 1 (or null: torch's default)", "2"),
+    "tta": (lambda v: v in (0, 1, 2), "0 (off), 1 (mirror) or 2 (mirror + translate)", "0"),
+    "trainer.max_epochs": (lambda v: v >= 1, "an integer >= 1", "10"),
+    "trainer.max_steps": (lambda v: v == -1 or v >= 1, "an integer >= 1, or -1 for no limit", "-1"),
+    "data.batch_size": (lambda v: v >= 1, "an integer >= 1", "128"),
+    "data.eval_batch_size": (lambda v: v >= 1, "an integer >= 1", "500"),
+    "data.train_subset": (lambda v: v >= 1, "an integer >= 1 (or null for all)", "5000"),
+    "data.val_size": (lambda v: v >= 0 and (isinstance(v, int) or v < 1),
+                      "a count >= 0 or a fraction in [0, 1)", "5000"),
+    "data.on_device": (lambda v: v in (True, False, "auto"), "auto, true or false", "auto"),
+    "optim.lr": (lambda v: v > 0, "a number > 0", "0.05"),
+    "optim.momentum": (_between(0, 1), "in [0, 1)", "0.9"),
+    "optim.weight_decay": (lambda v: v >= 0, "a number >= 0", "5e-4"),
+    "schedule.pct_start": (_between(0, 1, low_open=True), "in (0, 1)", "0.25"),
+    "schedule.div_factor": (lambda v: v > 0, "a number > 0", "10.0"),
+    "schedule.final_div_factor": (lambda v: v > 0, "a number > 0", "100.0"),
+    "schedule.peak": (_between(0, 1, low_open=True, high_open=False), "in (0, 1]", "0.23"),
+    "schedule.start": (lambda v: v >= 0, "a number >= 0", "0.2"),
+    "schedule.end": (lambda v: v >= 0, "a number >= 0", "0.07"),
+    "model.dropout": (_between(0, 1), "in [0, 1)", "0.1"),
+    "trainer.accelerator": (lambda v: v in ("auto", "cpu", "gpu", "cuda", "mps"), "auto, cpu, gpu, cuda or mps", "auto"),
+}
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, DictConfig):
+        out: dict[str, Any] = {}
+        for key in node:
+            path = f"{prefix}{key}"
+            if path == "hydra":
+                continue
+            value = node._get_node(key)._value() if OmegaConf.is_missing(node, key) else node[key]
+            if isinstance(value, DictConfig) and len(value) and path not in FREE_FORM:
+                out.update(_leaves(value, path + "."))
+            else:
+                out[path] = value
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    if isinstance(value, ListConfig):
+        return list in types
+    return isinstance(value, tuple(t for t in types if t is not bool))
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def validate(cfg: DictConfig, defaults: DictConfig) -> None:
+    """Reject unknown keys, values of the wrong type (against `defaults`: the same config groups without
+    value overrides) and values out of range, before any data loads. One ConfigError per bad value."""
+    given, expected = _leaves(cfg), _leaves(defaults)
+    for key, value in given.items():
+        if key.startswith("hydra.") or key == "hydra" or any(key.startswith(f + ".") for f in FREE_FORM):
+            continue
+        if key not in expected and not any(key.startswith(f) for f in FREE_FORM):
+            raise ConfigError(f"{key} is not a key of this config. Fix: check its spelling (cnnlab-train --cfg job "
+                              f"lists every key), or remove +{key}.")
+        default = expected.get(key)
+        types = UNION.get(key) or NULLABLE.get(key) or (() if default is None else (type(default),))
+        if isinstance(default, ListConfig):
+            types = (list,)
+        if value is None and (default is None or key in NULLABLE):
+            continue
+        if types and (value is None or not _type_ok(value, types)):
+            raise ConfigError(f"{key}={value!r} has the wrong type: it must be {_type_names(types)}. "
+                              f"Fix: e.g. {key}={_example(key, default)}.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number. Fix: e.g. {key}={_example(key, default)}.")
+        if key in RANGES and not isinstance(value, ListConfig):
+            check, meaning, example = RANGES[key]
+            if not check(value):
+                raise ConfigError(f"{key}={value!r} is out of range: it must be {meaning}. Fix: e.g. {key}={example}.")
+
+
+def _example(key: str, default: Any) -> str:
+    if key in RANGES:
+        return RANGES[key][2]
+    if isinstance(default, bool):
+        return str(default).lower()
+    return "null" if default is None else str(default)
+
+
+def defaults_for(choices: dict[str, Any]) -> DictConfig:
+    """The config the same group choices give without value overrides: the reference for types."""
+    picked = [f"{k}={v}" for k, v in choices.items() if v is not None and not k.startswith("hydra")]
+    return compose_config(picked)  # eval.yaml adds no keys to train.yaml

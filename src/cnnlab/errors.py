@@ -13,6 +13,14 @@ class DataError(CnnlabError):
     """The dataset is missing or damaged."""
 
 
+class RunInterrupted(Exception):
+    """Raised after SIGINT/SIGTERM once the current batch is done and a checkpoint is saved."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 def check_choice(name: str, value: object, choices: "list[str] | tuple[str, ...]") -> None:
     """Raise ConfigError unless `value` is one of `choices`."""
     if value not in choices:

@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from cnnlab.training.records import read_metrics
+from cnnlab.runs import read_metrics
 
 log = logging.getLogger("cnnlab")
 

@@ -1,169 +1,123 @@
-"""`cnnlab-train`: compose the config, train, test, and write metrics.json into the run directory."""
+"""`cnnlab-train`: compose the config, train, test the best checkpoint, record the run in metrics.json."""
 
 from __future__ import annotations
 
 import logging
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab import config
-from cnnlab.quiet import quiet
-from cnnlab.builders import build_datamodule, build_module, count_parameters, flat_hparams
-from cnnlab.errors import CnnlabError, user_error
-from cnnlab.lab.receptive_field import final_receptive_field, too_small_warning
-from cnnlab.lab.cli import console
-from cnnlab.lab.summary import summary_table
-from cnnlab.training.callbacks import (GracefulInterrupt, NonFiniteLossGuard, ReseedEachEpoch, RunInterrupted,
-                                       ThroughputMeter)
+from cnnlab import config, runs
+from cnnlab.models import count_parameters
+from cnnlab.models.receptive_field import final_receptive_field, too_small_warning
+from cnnlab.models.summary import summary_table
+from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
 from cnnlab.training.lab_images import LabImages
-from cnnlab.training.records import read_metrics, write_metrics
+from cnnlab.training.module import ImageClassifier
 
 log = logging.getLogger("cnnlab")
 HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
-config.register_resolvers()
-quiet()
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, meter: ThroughputMeter) -> L.Trainer:
-    """The Lightning Trainer with TensorBoard logging, checkpoints and the run's callbacks."""
-    ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[L.Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True),
-        LearningRateMonitor(logging_interval="epoch"),
-        meter, ReseedEachEpoch(cfg.seed), GracefulInterrupt(ckpt_dir), NonFiniteLossGuard(ckpt_dir),
-    ]
-    if cfg.lab_images:
-        callbacks.append(LabImages())
-    callbacks += [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback] = ()) -> L.Trainer:
+    """cfg.trainer with the run's callbacks, TensorBoard logging and, for training, checkpoints in run_dir."""
+    callbacks = list(guards)
+    if run_dir is not None:
+        ckpt_dir = run_dir / "checkpoints"
+        callbacks += [ModelCheckpoint(ckpt_dir, "best", monitor="val/acc", mode="max", enable_version_counter=False),
+                      # a second checkpoint, saved every epoch whatever val/acc did: the end of the last epoch
+                      ModelCheckpoint(ckpt_dir, "last", monitor=None, save_top_k=1, enable_version_counter=False),
+                      LearningRateMonitor(logging_interval="epoch"), cb.GracefulInterrupt(ckpt_dir),
+                      cb.NonFiniteLossGuard(ckpt_dir)]
+        if cfg.lab_images:
+            callbacks.append(LabImages())
+        callbacks += [instantiate(c) for c in (cfg.callbacks or {}).values()]
     if cfg.progress_bar:
         callbacks.append(RichProgressBar())
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
-    return hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks,
-                                   enable_progress_bar=bool(cfg.progress_bar))
+    logger = TensorBoardLogger(str(run_dir), name="tb", version="", default_hp_metric=False) if run_dir else False
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, enable_progress_bar=bool(cfg.progress_bar),
+                       precision=resolve_precision(cfg))
 
 
-def describe_run(net, datamodule, trainer: L.Trainer) -> None:
-    """Print the model table with receptive fields, the augmentation, and an RF warning where it applies."""
-    if not trainer.is_global_zero:
-        return
-    console().print(summary_table(net))
-    log.info("augment: %s", datamodule.augment)
-    features = getattr(net, "features", None)
-    warning = too_small_warning(features) if features is not None else None
-    if warning:
-        log.warning(warning)
+def resolve_precision(cfg: DictConfig) -> str | int:
+    """trainer.precision=auto: bf16 mixed precision on a CUDA GPU (BN stays fp32 under autocast), else 32-true."""
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    return "bf16-mixed" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "32-true"
 
 
-def fit_and_test(cfg: DictConfig, run_dir: Path, progress: dict[str, bool]) -> dict[str, Any]:
-    """Train and test one configuration; return the numbers that go into metrics.json.
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without Hydra's section, `auto` values resolved: what rebuilds the run's module."""
+    resolved = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                for k, v in cfg.items() if k != "hydra"}
+    if resolved["channels_last"] == "auto":  # NHWC makes convolutions faster on CUDA GPUs
+        resolved["channels_last"] = torch.cuda.is_available()
+    return resolved
 
-    Sets progress["fit_started"] once training begins, so a resume refused before that leaves the run's
-    existing metrics.json untouched.
-    """
-    config.validate(cfg)
-    ckpt = resume_checkpoint(cfg, run_dir)
+
+def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
+    """Fit and test one configuration; return the numbers that go into metrics.json."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg)
-    params = count_parameters(module.net)
-    if cfg.get("compile"):
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+    module = ImageClassifier(run_config(cfg))
+    params, rf = count_parameters(module.net), final_receptive_field(module.net.features)
+    if cfg.compile:
         module.net.compile()  # in place: checkpoints keep their plain parameter names
-    features = getattr(module.net, "features", None)
-    rf = final_receptive_field(features) if features is not None else 32  # an MLP sees the whole image
-    meter = ThroughputMeter()
-    trainer = build_trainer(cfg, run_dir, meter)
-    describe_run(module.net, datamodule, trainer)
-    hparams = {**flat_hparams(cfg, HydraConfig.get().runtime.choices), "params": params, "receptive_field": rf}
+    meter = cb.ThroughputMeter()
+    trainer = build_trainer(cfg, run_dir, [meter, cb.ReseedEachEpoch(cfg.seed)])
+    if trainer.is_global_zero:
+        runs.console().print(summary_table(module.net))
+        log.info("augment: %s; precision %s; channels_last %s", datamodule.augment, trainer.precision,
+                 module.channels_last)
+        if warning := too_small_warning(module.net.features):
+            log.warning(warning)
+    hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
     trainer.logger.log_hyperparams(hparams, {m: 0.0 for m in HP_METRICS})
-    progress["fit_started"] = True
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    checkpoint = trainer.checkpoint_callback
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    best = trainer.checkpoint_callback
     val_final = float(trainer.callback_metrics.get("val/acc", float("nan")))
-    test = trainer.test(module, datamodule=datamodule, ckpt_path="best" if checkpoint.best_model_path else None,
-                        verbose=False)[0]
-    val_best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else val_final
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False)[0]
+    val_best = float(best.best_model_score) if best.best_model_score is not None else val_final
     trainer.logger.log_metrics({"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}, step=trainer.global_step)
-    return {
-        "val_acc_final": val_final, "val_acc_best": val_best, "test_acc": test["test/acc"],
-        "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch, "params": params, "receptive_field": rf,
-        "train_images_per_s": meter.images_per_second, "best_checkpoint": checkpoint.best_model_path,
-        "world_size": trainer.world_size, "is_global_zero": trainer.is_global_zero,
-    }
+    trainer.logger.finalize("success")  # flush and close the event files before the record says "completed"
+    return {"val_acc_final": val_final, "val_acc_best": val_best, "test_acc": test["test/acc"],
+            "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch,
+            "params": params, "receptive_field": rf, "train_images_per_s": meter.images_per_second,
+            "best_checkpoint": best.best_model_path, "world_size": trainer.world_size,
+            "precision": str(trainer.precision), "channels_last": module.channels_last}
+
+
+def check(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """Everything that can be refused before a file is written: the model's and the data's own arguments
+    (built once, cheaply, and dropped) and the resume; returns the checkpoint to resume from."""
+    instantiate(cfg.model)
+    instantiate(cfg.data, augment=instantiate(cfg.augment))
+    return resume_checkpoint(cfg, run_dir)
 
 
 def run(cfg: DictConfig) -> float | None:
-    """One Hydra job: returns best val/acc (Optuna maximises it), or None when the job failed."""
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    previous = read_metrics(run_dir)
-    if previous is not None and not (cfg.resume or cfg.ckpt_path):
-        log.error("%s already holds a run (status %s); refusing to overwrite it. Fix: choose another hydra.run.dir, "
-                  "or resume it with resume=%s.", run_dir, previous.get("status"), run_dir)
-        return _exit(multirun, 2)
-    record: dict[str, Any] = {"status": "running", "seed": cfg.seed, "overrides": list(hydra_cfg.overrides.task),
-                              "choices": {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}}
-    start = time.perf_counter()
-    progress = {"fit_started": False}
-    try:
-        record.update(fit_and_test(cfg, run_dir, progress))
-        record["status"] = "completed"
-    except RunInterrupted as e:
-        record.update(status="interrupted", error=str(e), signal=e.signum)
-        log.warning("%s Resume with: cnnlab-train resume=%s (plus the same overrides).", e, run_dir)
-    except Exception as e:
-        cause = user_error(e)
-        if cause is not None:  # bad input: one clear message, no traceback
-            record.update(status="failed", error=str(cause))
-            log.error("%s", cause)
-        else:  # an unexpected bug: keep the traceback in the job log, and the sweep going
-            record.update(status="failed", error=f"{type(e).__name__}: {e}")
-            log.exception("job failed")
-            if not multirun:
-                if previous is None or progress["fit_started"]:
-                    _save(run_dir, record, start)
-                raise
-    if previous is not None and not progress["fit_started"]:
-        log.error("%s keeps its metrics.json (status %s) unchanged.", run_dir, previous.get("status"))
-    elif record.pop("is_global_zero", True):
-        _save(run_dir, record, start)
-    if record["status"] != "completed":
-        return _exit(multirun, 128 + record["signal"] if record["status"] == "interrupted" else 2)
-    return record["val_acc_best"]
-
-
-def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
-    record["wall_s"] = round(time.perf_counter() - start, 3)
-    write_metrics(run_dir, record)
-
-
-def _exit(multirun: bool, code: int) -> None:
-    """A single run exits non-zero now; in a sweep the job is recorded and the sweep goes on."""
-    if not multirun:
-        sys.exit(code)
-    return None
+    """One Hydra job under the shared run policy: returns best val/acc (Optuna maximises it), None if it failed."""
+    return runs.run_job(cfg, check=check, job=train)
 
 
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Console entry point `cnnlab-train`."""
+def hydra_main(cfg: DictConfig) -> float | None:
+    """Hydra's entry: threads, matmul precision, then the job."""
     torch.set_float32_matmul_precision("high")
-    if cfg.get("threads"):
+    if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     return run(cfg)
 
+
+main = runs.console_script(hydra_main, composes="train")
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,7 @@ import lightning as L
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab.augment import Augmentation
-from cnnlab.data.device_loader import DeviceLoader
-from cnnlab.data.sampler import EpochBatchSampler
+from cnnlab.data.sampler import DeviceLoader, EpochBatchSampler
 from cnnlab.errors import ConfigError
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -26,6 +25,7 @@ class ImageDataModule(L.LightningDataModule):
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
     num_classes = 10
+    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""A batch sampler whose shuffle depends only on (seed, epoch), so resumed runs replay the same order."""
+"""Batches by index: a sampler whose shuffle depends only on (seed, epoch), so resumed runs replay the same
+order, and a loader that gathers each batch from a dataset kept whole on the training device."""
 
 from __future__ import annotations
 
@@ -43,3 +44,23 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
     def __len__(self) -> int:
         n = len(self._indices())
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class DeviceLoader:
+    """Iterate (images, labels) batches gathered by index on `device`: no workers, no per-image Python,
+    no host-to-device copy per batch. Shuffling is EpochBatchSampler's, so results match the
+    DataLoader path exactly."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, sampler: EpochBatchSampler,
+                 device: torch.device) -> None:
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.sampler = sampler  # Lightning calls sampler.set_epoch() at each epoch start
+        self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in self.sampler:
+            index = index.to(self.images.device, non_blocking=True)
+            yield self.images[index], self.labels[index]
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -1,26 +1,20 @@
-"""Shared plumbing of the lab tools: argument parsing, config composition, model loading, output folder."""
+"""What every lab tool shares: arguments, the model (fresh from the config or trained from a checkpoint),
+the data, and the output folder."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from torch import nn
 
-from cnnlab.builders import build_net
-from cnnlab.config import compose_config  # noqa: F401  (re-exported for the lab tools)
-from cnnlab.errors import user_error
-from cnnlab.training.checkpoints import load_checkpoint
-
-
-def console() -> Console:
-    """A rich console at least 120 columns wide, so tables stay readable in logs and pipes."""
-    return Console(width=None if sys.stdout.isatty() else 120)
+from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.models import Backbone
+from cnnlab.runs import check_writable
+from cnnlab.training.checkpoints import load_classifier
 
 
 def parser(tool: str, description: str) -> argparse.ArgumentParser:
@@ -33,32 +27,27 @@ def parser(tool: str, description: str) -> argparse.ArgumentParser:
 
 
 def output_dir(tool: str, out: Path | None) -> Path:
-    """The folder the tool writes into, created."""
+    """The folder the tool writes into, created (or one clear error if it cannot be)."""
     path = out or Path("outputs/lab") / tool / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    check_writable(path, "--out", "pass --out <a writable folder>.")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def load_model(cfg: DictConfig, ckpt: Path | None) -> tuple[nn.Module, DictConfig, str]:
-    """The backbone from the config (fresh, seeded) or from a checkpoint (its config and weights)."""
-    if ckpt is None:
-        import torch
+def build_net(cfg: DictConfig) -> Backbone:
+    """The model group's backbone, freshly initialised."""
+    return instantiate(cfg.model)
 
+
+def build_datamodule(cfg: DictConfig) -> ImageDataModule:
+    """The data group's datamodule with the augment group's pipeline."""
+    return instantiate(cfg.data, augment=instantiate(cfg.augment))
+
+
+def load_model(cfg: DictConfig, ckpt: Path | None) -> tuple[Backbone, DictConfig, str]:
+    """The backbone from the config (fresh, seeded) or from a checkpoint (its config and trained weights)."""
+    if ckpt is None:
         torch.manual_seed(cfg.seed)
         return build_net(cfg), cfg, "fresh"
-    checkpoint = load_checkpoint(ckpt)
-    run_cfg = OmegaConf.create(checkpoint["cnnlab_config"])
-    net = build_net(run_cfg)
-    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
-    return net, run_cfg, "trained"
-
-
-def run_tool(main: Callable[[], None]) -> None:
-    """Run a tool's main; bad input prints one message and exits 2."""
-    try:
-        main()
-    except Exception as e:
-        cause = user_error(e)
-        if cause is None:
-            raise
-        sys.exit(f"error: {cause}")
+    module = load_classifier(ckpt)
+    return module.net, OmegaConf.create(module.config), "trained"

@@ -1,10 +1,13 @@
-"""Parameter sharing in numbers: a dense layer against a convolution, and whole models."""
+"""`cnnlab-params`: weight counts of a dense layer versus a convolution, and of model=mlp versus model=cnn."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-
+from rich.table import Table
+from cnnlab.config import compose_config
+from cnnlab.lab.cli import build_net, parser
+from cnnlab.models import count_parameters
+from cnnlab.runs import console, console_script
 @dataclass(frozen=True)
 class LayerCount:
     """Weights and biases of one layer, and how many output units it produces."""
@@ -33,3 +36,33 @@ def conv_layer(height: int, width: int, channels: int, out_channels: int, kernel
 def dense_equivalent(conv: LayerCount, height: int, width: int, channels: int) -> LayerCount:
     """The dense layer that would produce as many outputs as `conv` from the same image."""
     return dense_layer(height, width, channels, conv.outputs)
+
+
+def _main() -> None:
+    """Print the layer comparison for the given input size, then the CIFAR-10 model totals."""
+    p = parser("cnnlab-params", __doc__)
+    p.add_argument("--size", type=int, default=224, help="input height = width (default 224)")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--units", type=int, default=1000, help="outputs of the dense layer (default 1000)")
+    p.add_argument("--kernel", type=int, default=3)
+    p.add_argument("--out-channels", type=int, default=64)
+    args = p.parse_args()
+    conv = conv_layer(args.size, args.size, args.channels, args.out_channels, args.kernel)
+    rows = [dense_layer(args.size, args.size, args.channels, args.units), conv,
+            dense_equivalent(conv, args.size, args.size, args.channels)]
+    table = Table(title="One layer on a fixed image: dense versus convolution", title_justify="left")
+    for column in ("layer", "weights", "biases", "total", "output units"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for row in rows:
+        table.add_row(row.name, f"{row.weights:,}", f"{row.biases:,}", f"{row.total:,}", f"{row.outputs:,}")
+    console().print(table)
+    models = Table(title="Whole models on CIFAR-10 (32×32×3, 10 classes)", title_justify="left")
+    models.add_column("model")
+    models.add_column("parameters", justify="right")
+    for name, overrides in (("mlp", ["model=mlp"]), ("cnn", ["model=cnn", *args.overrides])):
+        net = build_net(compose_config(overrides))
+        models.add_row(" ".join(overrides), f"{count_parameters(net):,}")
+    console().print(models)
+
+
+main = console_script(_main)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, check_choice
-from cnnlab.models.layers import POOLS, make_activation
+from cnnlab.models import Backbone, make_activation
+
+POOLS = ("max", "avg", "stride", "none")
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 
 
 def block_channels(depth: int, width: int, growth: float) -> list[int]:
@@ -21,7 +23,7 @@ def max_depth(image_size: int) -> int:
     return int(math.log2(image_size))
 
 
-class ConvNet(nn.Module):
+class ConvNet(Backbone):
     """`depth` blocks that halve the spatial size and grow channels; global average pool; linear head.
 
     pool: max / avg → a 2×2 pooling layer after the block's convs; stride → the block's last conv has
@@ -45,12 +47,15 @@ class ConvNet(nn.Module):
         in_channels: int = 3,
         image_size: int = 32,
     ) -> None:
-        super().__init__()
         check_choice("model.pool", pool, POOLS)
         make_activation(activation)  # validates the name before any layer is built
         _check_positive(depth=depth, width=width, convs_per_block=convs_per_block, kernel_size=kernel_size, dilation=dilation)
         if kernel_size % 2 == 0:
             raise ConfigError(f"model.kernel_size={kernel_size} is even; 'same' padding needs an odd kernel. Fix: model.kernel_size=3 (or 5, 7).")
+        check_choice("model.padding_mode", padding_mode, PADDING_MODES)
+        if not isinstance(growth, (int, float)) or isinstance(growth, bool) or growth <= 0:
+            raise ConfigError(f"model.growth={growth!r} must be a number > 0 (the channel multiplier per block). "
+                              f"Fix: e.g. model.growth=2.0 (or 1.0 for constant width).")
         if not 0 <= dropout < 1:
             raise ConfigError(f"model.dropout={dropout} is outside [0, 1). Fix: e.g. model.dropout=0.1.")
         if pool != "none" and depth > max_depth(image_size):
@@ -64,8 +69,8 @@ class ConvNet(nn.Module):
             blocks.append(self._block(channels, out_channels, convs_per_block, kernel_size, dilation, pool,
                                       activation, batchnorm, padding_mode))
             channels = out_channels
-        self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        super().__init__(nn.Sequential(*blocks), head, num_classes)
 
     @staticmethod
     def _block(c_in: int, c_out: int, convs: int, k: int, dilation: int, pool: str, activation: str,
@@ -83,10 +88,6 @@ class ConvNet(nn.Module):
         elif pool == "avg":
             layers.append(nn.AvgPool2d(2))
         return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B×3×H×W images → B×num_classes logits."""
-        return self.head(self.features(x))
 
 
 EXAMPLES = {"depth": 3, "width": 32, "convs_per_block": 1, "kernel_size": 3, "dilation": 1}

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cnnlab.models import Backbone
+
 
 class FrozenScaleBatchNorm(nn.BatchNorm2d):
     """BatchNorm with its scale fixed at 1 (only the bias learns); a tiny eps and fast-moving statistics."""
@@ -36,46 +38,33 @@ def conv_group(c_in: int, c_out: int, bn_momentum: float) -> nn.Sequential:
                          DiracConv(c_out, c_out), FrozenScaleBatchNorm(c_out, bn_momentum), nn.GELU())
 
 
-class FastNet(nn.Module):
-    """whiten(2×2, 24 ch) → GELU → groups of `widths` → 3×3 max pool → linear (no bias) × scale."""
+class Scale(nn.Module):
+    """Multiply by a constant: FastNet's logits start small, like a softmax temperature."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class FastNet(Backbone):
+    """whiten(2×2, 24 ch) → GELU → groups of `widths` → 3×3 max pool → linear (no bias) × scale.
+
+    The whitening conv (features.0) is frozen; `experiment=fast94` sets it from data with the
+    WhitenFromData callback.
+    """
 
     def __init__(self, widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2, bn_momentum: float = 0.6,
-                 scale: float = 1 / 9, whiten_bias_epochs: int = 3, tta_level: int = 2, num_classes: int = 10) -> None:
-        super().__init__()
+                 scale: float = 1 / 9, num_classes: int = 10) -> None:
         whiten_width = 2 * 3 * whiten_kernel**2  # each whitening filter and its negative: GELU keeps both signs
         whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
-        whiten.weight.requires_grad_(False)  # set from data by init_from_data, then frozen
+        whiten.weight.requires_grad_(False)
         layers: list[nn.Module] = [whiten, nn.GELU()]
         channels = whiten_width
         for width in widths:
             layers.append(conv_group(channels, width, bn_momentum))
             channels = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.MaxPool2d(3), nn.Flatten(), nn.Linear(channels, num_classes, bias=False))
-        self.scale = scale  # keeps initial logits small, like a softmax temperature
-        self.whiten_bias_epochs = whiten_bias_epochs
-        self.tta_level = tta_level
-
-    @property
-    def whiten(self) -> nn.Conv2d:
-        """The patch-whitening first layer (registered once, as features.0)."""
-        return self.features[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B×3×32×32 normalised images → B×classes logits."""
-        return self.head(self.features(x)) * self.scale
-
-    @torch.no_grad()
-    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
-        """Set the whitening filters to the eigenvectors of the 2×2 patch covariance of `images`, scaled by
-        1/sqrt(eigenvalue): the first layer then outputs decorrelated, unit-variance patch features."""
-        k = self.whiten.kernel_size[0]
-        patches = images.float().unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, 3 * k * k)
-        covariance = patches.T @ patches / len(patches)
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, 3, k, k).flip(0)
-        self.whiten.weight.copy_(torch.cat((filters, -filters)).to(self.whiten.weight))
-
-    def on_epoch_start(self, epoch: int) -> None:
-        """Train the whitening bias only for the first epochs, then freeze it."""
-        self.whiten.bias.requires_grad_(epoch < self.whiten_bias_epochs)
+        head = nn.Sequential(nn.MaxPool2d(3), nn.Flatten(), nn.Linear(channels, num_classes, bias=False), Scale(scale))
+        super().__init__(nn.Sequential(*layers), head, num_classes)

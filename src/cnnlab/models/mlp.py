@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.layers import make_activation
+from cnnlab.models import Backbone, make_activation
 
 
-class MLP(nn.Module):
-    """Flatten → [Linear → activation → dropout] per hidden layer → Linear to classes."""
+class MLP(Backbone):
+    """features: Flatten → [Linear → activation → dropout] per hidden layer; head: Linear to classes."""
 
     def __init__(self, hidden: Sequence[int] = (512, 256), activation: str = "relu", dropout: float = 0.0,
                  num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
-        super().__init__()
         make_activation(activation)
         if not 0 <= dropout < 1:
             raise ConfigError(f"model.dropout={dropout} is outside [0, 1). Fix: e.g. model.dropout=0.1.")
@@ -27,9 +25,4 @@ class MLP(nn.Module):
         for width in hidden:
             layers += [nn.Linear(features, int(width)), make_activation(activation), nn.Dropout(dropout)]
             features = int(width)
-        layers.append(nn.Linear(features, num_classes))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B×3×H×W images → B×num_classes logits."""
-        return self.net(x)
+        super().__init__(nn.Sequential(*layers), nn.Linear(features, num_classes), num_classes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,10 @@ from typing import Any
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.training.records import read_metrics
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import read_metrics
+
+log = logging.getLogger("cnnlab")
 
 CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -43,7 +47,13 @@ def _natural(path: Path) -> list:
 
 def read_overrides(job_dir: Path) -> dict[str, str]:
     """The job's command-line overrides as key → value strings (group choices included)."""
-    items = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+        if not isinstance(items, list):
+            raise ValueError("not a list of overrides")
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise CnnlabError(f"{path} could not be read ({type(e).__name__}: {' '.join(str(e).split())})") from None
     pairs = (item.split("=", 1) for item in items if "=" in item)
     return {key.lstrip("+~"): _canonical(value) for key, value in pairs if not key.startswith("hydra")}
 
@@ -69,9 +79,18 @@ def read_curves(job_dir: Path) -> dict[str, list[float]]:
     return {tag: [values[step] for step in sorted(values)] for tag, values in curves.items()}
 
 
+def collect_job(job_dir: Path) -> Job:
+    """One job; a damaged record makes it an 'unreadable' row naming the file, not the end of the report."""
+    try:
+        return Job(job_dir, read_overrides(job_dir), read_metrics(job_dir) or {}, read_curves(job_dir))
+    except CnnlabError as e:
+        log.warning("%s", e)
+        return Job(job_dir, {}, {"status": "unreadable", "error": str(e)})
+
+
 def collect_jobs(roots: list[Path]) -> list[Job]:
     """Every job under the given sweep (or run) directories, finished or not."""
-    return [Job(d, read_overrides(d), read_metrics(d) or {}, read_curves(d)) for root in roots for d in find_job_dirs(root)]
+    return [collect_job(d) for root in roots for d in find_job_dirs(root)]
 
 
 def swept_axes(jobs: list[Job]) -> list[str]:

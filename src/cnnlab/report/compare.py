@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from cnnlab.errors import CnnlabError
 from cnnlab.report.collect import collect_jobs, swept_axes
 from cnnlab.report.plots import plot_by_axis, plot_losses, plot_val_acc
 from cnnlab.report.tables import job_row, write_csv, write_markdown
+from cnnlab.runs import check_writable, console_script
 
 
 def compare(roots: list[Path], out: Path) -> list[Path]:
     """Write the report for every job under `roots` into `out`; return the files written."""
     jobs = collect_jobs(roots)
     if not jobs:
-        raise FileNotFoundError(f"no run directories (with .hydra/overrides.yaml) under {', '.join(map(str, roots))}")
+        raise CnnlabError(f"no run directories (with .hydra/overrides.yaml) under {', '.join(map(str, roots))}")
     axes = swept_axes(jobs)
+    check_writable(out, "--out", "pass --out <a writable folder>.")
     out.mkdir(parents=True, exist_ok=True)
     plots = [p for p in (plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)) if p]
     write_csv([job_row(job, axes) for job in jobs], out / "summary.csv")
@@ -24,23 +26,22 @@ def compare(roots: list[Path], out: Path) -> list[Path]:
     return [out / "summary.csv", out / "summary.md", *(out / p for p in plots)]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+def _main(argv: list[str] | None = None) -> None:
+    """Write and print the report."""
     parser = argparse.ArgumentParser(prog="cnnlab-compare", description=__doc__)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep (or run) directories")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first directory)")
     args = parser.parse_args(argv)
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
-        sys.exit(f"cnnlab-compare: not a directory: {', '.join(map(str, missing))}. Pass a sweep directory, "
-                 f"e.g. outputs/multirun/<date>/<time>.")
-    try:
-        written = compare(args.dirs, args.out or args.dirs[0])
-    except FileNotFoundError as e:
-        sys.exit(f"cnnlab-compare: {e}")
+        raise CnnlabError(f"not a directory: {', '.join(map(str, missing))}. Fix: pass a sweep directory, "
+                          f"e.g. outputs/multirun/<date>/<time>.")
+    written = compare(args.dirs, args.out or args.dirs[0])
     print((Path(written[1])).read_text())
     print("wrote", *map(str, written), sep="\n  ")
 
+
+main = console_script(_main)
 
 if __name__ == "__main__":
     main()

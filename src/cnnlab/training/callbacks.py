@@ -1,4 +1,5 @@
-"""Callbacks: throughput, per-epoch reseeding, graceful interruption and a non-finite-loss guard."""
+"""Callbacks: the run's guards (throughput, reseeding, interruption, non-finite loss) and recipe steps
+(whitening from data, lookahead) that an experiment names in its config."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, RunInterrupted
 
 
 class ThroughputMeter(L.Callback):
@@ -55,14 +56,6 @@ class ReseedEachEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         torch.manual_seed((self.seed * 1_000_003 + trainer.current_epoch) * 64 + trainer.global_rank)
-
-
-class RunInterrupted(Exception):
-    """Raised after SIGINT/SIGTERM once the current batch is done and a checkpoint is saved."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
 
 
 class GracefulInterrupt(L.Callback):
@@ -153,6 +146,93 @@ class NonFiniteLossGuard(L.Callback):
         kept = f"The last good checkpoint is {last}." if last.exists() else "No epoch finished, so no checkpoint was saved."
         raise NonFiniteLoss(
             f"training loss became NaN/inf at step {int(self._first_bad)} (epoch {trainer.current_epoch}). "
-            f"Likely causes: a learning rate too high (optim.lr={pl_module.optim_cfg.get('lr')}), or low-precision "
+            f"Likely causes: a learning rate too high (optim.lr={pl_module.config['optim']['lr']}), or low-precision "
             f"overflow (trainer.precision={trainer.precision}). Fix: lower optim.lr, or use trainer.precision=32-true. {kept}"
         )
+
+
+@torch.no_grad()
+def whiten_(conv: torch.nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
+    """Set `conv`'s filters to the eigenvectors of the k×k patch covariance of `images`, scaled by
+    1/sqrt(eigenvalue), each followed by its negative: the layer then outputs decorrelated, unit-variance
+    patch features (and GELU keeps both signs)."""
+    k = conv.kernel_size[0]
+    patches = images.float().unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, 3 * k * k)
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, 3, k, k).flip(0)
+    conv.weight.copy_(torch.cat((filters, -filters)).to(conv.weight))
+
+
+class WhitenFromData(L.Callback):
+    """airbench: whiten the backbone's first layer (features.0) from `images` training images before fit,
+    keep its weights frozen, and train its bias only for the first `bias_epochs` epochs.
+
+    It runs in `setup`, before Lightning restores a checkpoint, so a resumed run keeps its saved weights.
+    """
+
+    def __init__(self, images: int = 5000, bias_epochs: int = 3) -> None:
+        self.images, self.bias_epochs = images, bias_epochs
+
+    def _conv(self, pl_module) -> torch.nn.Conv2d:
+        conv = pl_module.net.features[0]
+        if not isinstance(conv, torch.nn.Conv2d) or conv.in_channels != 3 or 2 * 3 * conv.kernel_size[0] ** 2 != conv.out_channels:
+            raise CnnlabError(f"callbacks.whiten needs a backbone whose first layer is a whitening conv "
+                              f"(3 → 2·3·k² channels), but features.0 is {conv}. Fix: use it with model=fast.")
+        return conv
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            datamodule = trainer.datamodule
+            datamodule.setup("fit")
+            raw = datamodule.train_set.tensors[0][: self.images].to(pl_module.device)
+            conv = self._conv(pl_module)
+            whiten_(conv, datamodule.prepare_batch(raw, train=False))
+            conv.weight.requires_grad_(False)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._conv(pl_module).bias.requires_grad_(trainer.current_epoch < self.bias_epochs)
+
+
+class Lookahead(L.Callback):
+    """From `start_epoch` on, every `every` steps: ema ← lerp(ema, weights, 1 − ρ), weights ← ema, with
+    ρ = decay_base^every · (step / total)^decay_pow rising over training (move fast early, average hard
+    late); at each epoch end, before validation, the weights are set to the EMA."""
+
+    def __init__(self, start_epoch: int = 3, decay_base: float = 0.95, decay_pow: float = 3.0, every: int = 5) -> None:
+        self.start_epoch, self.decay_base, self.decay_pow, self.every = start_epoch, decay_base, decay_pow, every
+        self.ema: dict[str, torch.Tensor] | None = None
+
+    def _float_state(self, module) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in module.net.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def _update(self, module, decay: float) -> None:
+        for name, tensor in self._float_state(module).items():
+            self.ema[name].lerp_(tensor, 1 - decay)
+            tensor.copy_(self.ema[name])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if trainer.current_epoch < self.start_epoch or step % self.every:
+            return
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in self._float_state(pl_module).items()}
+            return
+        total = max(1, trainer.estimated_stepping_batches)
+        self._update(pl_module, self.decay_base**self.every * (step / total) ** self.decay_pow)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # Lightning validates (and checkpoints) before on_train_epoch_end: both must see the averaged weights.
+        if trainer.training and self.ema is not None:
+            self._update(pl_module, 1.0)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.ema is not None:
+            self._update(pl_module, 1.0)
+
+    def state_dict(self) -> dict:
+        return {"ema": self.ema}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.ema = state_dict["ema"]

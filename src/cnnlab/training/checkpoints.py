@@ -1,77 +1,90 @@
-"""Load cnnlab checkpoints and check that they belong to the model config at hand."""
+"""The one way to load a cnnlab checkpoint, and the checks before a run resumes from one."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab import runs
 from cnnlab.errors import CnnlabError
+from cnnlab.training.module import ImageClassifier
+
+log = logging.getLogger("cnnlab")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict, or one clear error if the file is missing or unreadable."""
+def saved_config(path: str | Path) -> dict[str, Any]:
+    """The run config stored in a checkpoint, or one clear error if the file is missing or not ours."""
     path = Path(path)
     if not path.is_file():
-        raise CnnlabError(f"checkpoint {path} does not exist. Fix: pass ckpt_path=<run dir>/checkpoints/best.ckpt "
+        raise CnnlabError(f"checkpoint {path} does not exist. Fix: pass <run dir>/checkpoints/best.ckpt "
                           f"(or last.ckpt) of a finished run.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CnnlabError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}). "
                           f"Fix: pass a .ckpt written by cnnlab-train.") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "cnnlab_config" not in checkpoint:
-        raise CnnlabError(f"{path} is not a cnnlab checkpoint (no state_dict/cnnlab_config). "
+    config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
+    if not isinstance(config, dict) or "state_dict" not in checkpoint:
+        raise CnnlabError(f"{path} is not a cnnlab checkpoint (no state_dict and run config). "
                           f"Fix: pass a .ckpt written by cnnlab-train.")
-    return checkpoint
+    return config
 
 
-def check_model_matches(checkpoint: dict[str, Any], model_cfg: dict[str, Any], path: str | Path) -> None:
+def load_classifier(path: str | Path) -> ImageClassifier:
+    """The trained module of a checkpoint (its own config, its weights), in eval mode on the CPU."""
+    saved_config(path)  # clear errors first
+    return ImageClassifier.load_from_checkpoint(path, map_location="cpu").eval()
+
+
+def check_model_matches(saved: dict[str, Any], model_cfg: dict[str, Any], path: str | Path) -> None:
     """Raise if the checkpoint was trained with a different model config than `model_cfg`."""
-    saved = checkpoint["cnnlab_config"]["model"]
-    keys = sorted(set(saved) | set(model_cfg))
-    diffs = [f"model.{k}={saved.get(k)!r} in the checkpoint but {model_cfg.get(k)!r} now" for k in keys
-             if saved.get(k) != model_cfg.get(k)]
+    before = saved["model"]
+    diffs = [f"model.{k}={before.get(k)!r} in the checkpoint but {model_cfg.get(k)!r} now"
+             for k in sorted(set(before) | set(model_cfg)) if before.get(k) != model_cfg.get(k)]
     if diffs:
-        raise CnnlabError(
-            f"checkpoint {path} belongs to a different model config: {'; '.join(diffs)}. "
-            f"Fix: drop the model overrides so the checkpoint's own model is used, or pass that model's checkpoint."
-        )
+        raise CnnlabError(f"checkpoint {path} belongs to a different model config: {'; '.join(diffs)}. Fix: drop the "
+                          f"model overrides so the checkpoint's own model is used, or pass that model's checkpoint.")
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to resume from: `resume=<run dir>` or `ckpt_path=last|<file>`, checked to exist."""
-    if cfg.resume:
-        ckpt = Path(cfg.resume) / "checkpoints" / "last.ckpt"
-    elif cfg.ckpt_path == "last":
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-    elif cfg.ckpt_path:
-        ckpt = Path(cfg.ckpt_path)
-    else:
+    """The checkpoint to resume from (`resume=<run dir>`, `ckpt_path=last|<file>`), checked against the config.
+
+    A run interrupted before its first epoch ended has no checkpoint: it restarts from the beginning (the
+    same seed draws the same run). A completed run is refused: there is nothing to resume.
+    """
+    if not (cfg.resume or cfg.ckpt_path):
         return None
+    target = Path(cfg.resume) if cfg.resume else run_dir
+    ckpt = target / "checkpoints" / "last.ckpt" if cfg.resume or cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    previous = runs.read_metrics(target) if cfg.resume or cfg.ckpt_path == "last" else None
+    if previous is not None and previous.get("status") == "completed":
+        raise CnnlabError(f"{target} holds a completed run: there is nothing to resume, and it is never changed. "
+                          f"Fix: start a new run (train longer with trainer.max_epochs=... in a new directory).")
     if not ckpt.is_file():
-        raise CnnlabError(
-            f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of a run that finished at "
-            f"least one epoch (it holds checkpoints/last.ckpt), or ckpt_path=<existing .ckpt file>."
-        )
-    checkpoint = load_checkpoint(ckpt)
-    check_model_matches(checkpoint, OmegaConf.to_container(cfg.model, resolve=True), ckpt)
-    check_schedule_length(checkpoint["cnnlab_config"], cfg, ckpt)
+        if previous is not None and previous.get("status") in ("interrupted", "failed"):
+            log.warning("%s stopped before its first epoch ended (no %s): it restarts from the beginning.", target, ckpt)
+            return None
+        raise CnnlabError(f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of an "
+                          f"interrupted run, or ckpt_path=<existing .ckpt file>.")
+    saved = saved_config(ckpt)
+    check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), ckpt)
+    check_schedule_length(saved, cfg, ckpt)
     return ckpt
 
 
 def check_schedule_length(saved: dict, cfg: DictConfig, ckpt: Path) -> None:
-    """A one-cycle or cosine schedule is laid out over the run's total steps: resuming with another length
-    would run past its end (or restart it), so that is refused."""
-    if cfg.schedule.name == "none":
+    """A schedule is laid out over the run's total steps: resuming with another length would run past its
+    end (or restart it), so that is refused unless the schedule is constant."""
+    if cfg.schedule._target_.endswith(".constant"):
         return
     for key in ("max_epochs", "max_steps"):
         before, now = saved["trainer"].get(key), cfg.trainer.get(key)
         if before != now:
-            raise CnnlabError(
-                f"resuming {ckpt} with trainer.{key}={now}, but its {cfg.schedule.name} schedule was laid out for "
-                f"trainer.{key}={before}. Fix: resume with trainer.{key}={before}; a run you mean to extend later "
-                f"should use schedule=none."
-            )
+            name = cfg.schedule._target_.rsplit(".", 1)[-1]
+            raise CnnlabError(f"resuming {ckpt} with trainer.{key}={now}, but its {name} schedule was laid out for "
+                              f"trainer.{key}={before}. Fix: resume with trainer.{key}={before}; a run you mean to "
+                              f"extend later should use schedule=none.")

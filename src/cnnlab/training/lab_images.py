@@ -7,15 +7,12 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-import cnnlab.figures  # noqa: F401  (selects the headless Agg backend before any figure is made)
-from cnnlab.lab.receptive_field import input_gradient
+from cnnlab.models.receptive_field import input_gradient, sees_whole_image
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """Scale each image of a batch to [0, 1] independently."""
-    flat = x.flatten(1)
-    low, high = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
-    return (x - low) / (high - low).clamp_min(1e-8)
+def _grid(images: torch.Tensor) -> torch.Tensor:
+    """A grid of images, each scaled to [0, 1] on its own."""
+    return make_grid(images, nrow=8, padding=1, pad_value=1, normalize=True, scale_each=True)
 
 
 class LabImages(L.Callback):
@@ -51,10 +48,9 @@ class LabImages(L.Callback):
         net = pl_module.net
         first_conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
         if first_conv is not None and first_conv.in_channels == 3:
-            filters = _unit(first_conv.weight.detach().float().cpu())
-            writer.add_image(f"filters/first_layer_{when}", make_grid(filters, nrow=8, padding=1, pad_value=1), step)
-        features = getattr(net, "features", None)
-        if features is None:
+            writer.add_image(f"filters/first_layer_{when}", _grid(first_conv.weight.detach().float().cpu()), step)
+        features = net.features
+        if sees_whole_image(features):
             return
         datamodule = trainer.datamodule
         image = datamodule.prepare_batch(datamodule.val_set.tensors[0][:1].to(pl_module.device), train=False)
@@ -63,30 +59,21 @@ class LabImages(L.Callback):
         x = image
         for i, block in enumerate(features):
             x = block(x)
-            maps = _unit(x[0, :32].unsqueeze(1).float().cpu())
-            writer.add_image(f"feature_maps_{when}/block{i + 1}", make_grid(maps, nrow=8, padding=1, pad_value=1), step)
+            writer.add_image(f"feature_maps_{when}/block{i + 1}", _grid(x[0, :32].unsqueeze(1).float().cpu()), step)
         net.train(was_training)
         with torch.enable_grad():
             grad = input_gradient(features)
-        writer.add_image(f"receptive_field/empirical_{when}", _unit(grad[None, None])[0], step)
+        grad = grad / grad.max().clamp_min(1e-12)
+        writer.add_image(f"receptive_field/empirical_{when}", grad[None], step)
 
     def on_test_end(self, trainer, pl_module) -> None:
-        confusion = getattr(pl_module, "test_confusion", None)
-        if confusion is None:
-            return
-        matrix = confusion.compute().cpu()  # on every rank: compute() gathers across DDP processes
+        confusion = pl_module.test_confusion
+        confusion.compute()  # on every rank: compute() gathers across DDP processes
         writer = self._writer(trainer)
         if writer is None:
             return
-        names = list(getattr(trainer.datamodule, "class_names", range(len(matrix))))
-        fig, ax = plt.subplots(figsize=(6, 5.5))
-        ax.imshow(matrix.numpy(), cmap="Blues")
-        for (row, col), count in zip(torch.cartesian_prod(torch.arange(len(matrix)), torch.arange(len(matrix))).tolist(),
-                                     matrix.flatten().tolist()):
-            ax.text(col, row, str(count), ha="center", va="center", fontsize=7)
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set(xlabel="predicted", ylabel="true", title="Test confusion matrix")
-        fig.tight_layout()
+        names = list(trainer.datamodule.class_names)
+        fig, ax = confusion.plot(labels=names)
+        ax.set_title("Test confusion matrix")
         writer.add_figure("confusion_matrix/test", fig, trainer.global_step)
         plt.close(fig)

@@ -1,4 +1,4 @@
-"""The LightningModule: any backbone, cross-entropy, accuracy, epoch-level logging."""
+"""The LightningModule: a backbone built from the run config, cross-entropy, accuracy, epoch-level logging."""
 
 from __future__ import annotations
 
@@ -6,36 +6,38 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
+import torch.nn.functional as F
+from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from cnnlab.models.tta import predict
-from cnnlab.training.optim import build_optimizer, build_schedule, check_optim
+from cnnlab.models import Backbone
+from cnnlab.training.optim import param_groups
+
+STAGES = ("train", "val", "test")
 
 
 class ImageClassifier(L.LightningModule):
-    """Train `net` with (label-smoothed) cross-entropy; log loss and accuracy per epoch, never per step."""
+    """Train the run config's backbone with (label-smoothed) cross-entropy; log loss and accuracy per epoch.
 
-    def __init__(self, net: nn.Module, optim: dict[str, Any], schedule: dict[str, Any],
-                 label_smoothing: float = 0.0, num_classes: int = 10, config: dict[str, Any] | None = None,
-                 channels_last: bool = False) -> None:
+    The module is built from the resolved run config alone and stores it as its hyperparameters, so
+    `ImageClassifier.load_from_checkpoint(path)` rebuilds any run's model: the one way to load a checkpoint.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        self.config = config  # the resolved run config, stored in every checkpoint so eval can rebuild the model
-        self.net = net
-        self.optim_cfg, self.schedule_cfg = dict(optim), dict(schedule)
-        self.smoothing = label_smoothing
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.eval_criterion = nn.CrossEntropyLoss()
-        stages = ("train", "val", "test")
-        self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in stages})
-        self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in stages})
+        self.save_hyperparameters({"config": config}, logger=False)
+        self.config = config
+        self.net: Backbone = instantiate(config["model"])
+        self.smoothing = config["label_smoothing"]
+        self.tta = config.get("tta", 0)
+        self.channels_last = config.get("channels_last") is True  # train.py resolves "auto" before building
+        num_classes = self.net.num_classes
+        self.acc = torch.nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
+                                        for s in (*STAGES, "tta")})
+        self.mean_loss = torch.nn.ModuleDict({f"{s}_loss": MeanMetric() for s in STAGES})
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
-        self.tta_level = getattr(net, "tta_level", 0)
-        if self.tta_level:
-            self.acc["test_acc_tta"] = MulticlassAccuracy(num_classes, average="micro")
-        self.channels_last = channels_last
-        if channels_last:
+        if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,48 +45,35 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def setup(self, stage: str) -> None:
-        """Nets that initialise from data (FastNet's whitening conv) see 5,000 training images first.
-        A resumed run then overwrites these weights with the checkpoint's."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and hasattr(self.net, "init_from_data") and datamodule is not None:
-            raw = datamodule.train_set.tensors[0][:5000].to(self.device)
-            self.net.init_from_data(datamodule.prepare_batch(raw, train=False))
-
-    def on_train_epoch_start(self) -> None:
-        if hasattr(self.net, "on_epoch_start"):
-            self.net.on_epoch_start(self.current_epoch)
-
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         logits = self(images)
-        loss = (self.criterion if stage == "train" else self.eval_criterion)(logits, labels)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.smoothing if stage == "train" else 0.0)
         # Report plain cross-entropy in every stage so train and val losses are comparable under smoothing.
-        reported = self.eval_criterion(logits.detach(), labels) if stage == "train" and self.smoothing else loss.detach()
+        reported = F.cross_entropy(logits.detach(), labels) if stage == "train" and self.smoothing else loss.detach()
         acc, mean_loss = self.acc[f"{stage}_acc"], self.mean_loss[f"{stage}_loss"]
         acc.update(logits.detach(), labels)
         mean_loss.update(reported, weight=len(labels))
         # Metric objects accumulate on the device and sync once per epoch: no per-step host sync.
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True)
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True)
-        return loss if stage == "train" else logits
+        return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def on_test_epoch_start(self) -> None:
-        self.test_confusion.reset()
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
     def test_step(self, batch, batch_idx: int) -> None:
-        logits = self._step(batch, "test")
+        _, logits = self._step(batch, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
-        if self.tta_level:
-            tta_acc = self.acc["test_acc_tta"]
-            tta_acc.update(predict(self.net, batch[0], self.tta_level), batch[1])
-            self.log("test/acc_tta", tta_acc, on_step=False, on_epoch=True)
+        if self.tta:
+            self.acc["tta_acc"].update(predict_tta(self, batch[0], self.tta), batch[1])
+            self.log("test/acc_tta", self.acc["tta_acc"], on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         """The overfitting symptom as its own curve: how far validation trails training."""
@@ -93,11 +82,22 @@ class ImageClassifier(L.LightningModule):
             self.log("gap/acc", self.acc["train_acc"].compute() - val["val/acc"], sync_dist=True)
             self.log("gap/loss", val["val/loss"] - self.mean_loss["train_loss"].compute(), sync_dist=True)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["cnnlab_config"] = self.config
-
     def configure_optimizers(self):
-        check_optim(self.optim_cfg, self.schedule_cfg)
-        optimizer = build_optimizer(self.net, self.optim_cfg)
-        schedule = build_schedule(optimizer, self.schedule_cfg, int(self.trainer.estimated_stepping_batches))
-        return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
+        optimizer = instantiate(self.config["optim"])(param_groups(self.net, self.config["optim"],
+                                                                   self.config.get("norm_lr_scale", 1.0)))
+        schedule = instantiate(self.config["schedule"])(optimizer, int(self.trainer.estimated_stepping_batches))
+        return optimizer if schedule is None else {"optimizer": optimizer,
+                                                   "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def predict_tta(model: torch.nn.Module, images: torch.Tensor, level: int) -> torch.Tensor:
+    """Test-time augmentation. level 1: mean logits of image and mirror; 2: level 1 averaged half-and-half
+    with level 1 on the image translated one pixel up-left and down-right (reflect padding): six views."""
+    def mirror(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * model(x) + 0.5 * model(x.flip(-1))
+    if level == 1:
+        return mirror(images)
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    translated = 0.5 * mirror(padded[..., :h, :w]) + 0.5 * mirror(padded[..., 2:, 2:])
+    return 0.5 * mirror(images) + 0.5 * translated

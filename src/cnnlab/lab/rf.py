@@ -1,16 +1,15 @@
 """`cnnlab-rf [overrides] [--ckpt PATH]`: the receptive field of a backbone, analytic and empirical."""
 
 from __future__ import annotations
-
 import matplotlib.pyplot as plt
 import torch
-
 from cnnlab.figures import save_figure
-from cnnlab.lab.cli import console, compose_config, load_model, output_dir, parser, run_tool
-from cnnlab.lab.receptive_field import empirical_receptive_field, final_receptive_field, input_gradient, too_small_warning
-from cnnlab.lab.summary import summary_table
-
-
+from cnnlab.config import compose_config
+from cnnlab.lab.cli import load_model, output_dir, parser
+from cnnlab.runs import console, console_script
+from cnnlab.models.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,
+                                           sees_whole_image, too_small_warning)
+from cnnlab.models.summary import summary_table
 def rf_figure(grad: torch.Tensor, analytic: int, title: str, path) -> None:
     """Heat map of |∂ centre unit / ∂ input| with the analytic receptive field drawn as a box."""
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -33,22 +32,22 @@ def describe(grad: torch.Tensor, analytic: int, label: str) -> str:
             f"clipped to the image); above 5% of its peak over {effective[0]}×{effective[1]} px (the effective field)")
 
 
-def main() -> None:
+def _main() -> None:
     """Print the per-layer table; save empirical receptive-field maps for fresh and trained weights."""
     args = parser("cnnlab-rf", __doc__).parse_args()
     cfg = compose_config(args.overrides)
-    fresh, run_cfg, _ = load_model(cfg, None)
+    trained = None
+    if args.ckpt:  # the checkpoint's own architecture, fresh and trained
+        trained, cfg, _ = load_model(cfg, args.ckpt)
+    fresh, _, _ = load_model(cfg, None)
     console().print(summary_table(fresh))
-    features = getattr(fresh, "features", None)
-    if features is None:
-        print("This model has no convolutional features: every output sees the whole image.")
+    features = fresh.features
+    if sees_whole_image(features):
+        print("This model flattens the image first: every unit sees the whole image.")
         return
     out = output_dir("rf", args.out)
     analytic = final_receptive_field(features)
-    models = [("fresh", fresh)]
-    if args.ckpt:
-        trained, run_cfg, _ = load_model(cfg, args.ckpt)
-        models.append(("trained", trained))
+    models = [("fresh", fresh)] + ([("trained", trained)] if trained is not None else [])
     for label, net in models:
         grad = input_gradient(net.features)
         rf_figure(grad, analytic, f"{label}: |d centre unit / d input|, box = analytic RF", out / f"rf_{label}.png")
@@ -57,6 +56,4 @@ def main() -> None:
     print(f"figures: {out}")
 
 
-def cli() -> None:
-    """Console entry point."""
-    run_tool(main)
+main = console_script(_main)

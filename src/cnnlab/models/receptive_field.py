@@ -59,8 +59,15 @@ def receptive_field(features: nn.Module, image_size: int = 32) -> list[LayerRF]:
     return layers
 
 
+def sees_whole_image(features: nn.Module) -> bool:
+    """True when the features flatten the image (an MLP): every unit then sees every pixel."""
+    return any(isinstance(m, nn.Flatten) for m in features.modules())
+
+
 def final_receptive_field(features: nn.Module, image_size: int = 32) -> int:
-    """Receptive-field size of the last spatial layer (1 if there is none)."""
+    """Receptive-field size of the last spatial layer (1 if there is none; the image if it is flattened)."""
+    if sees_whole_image(features):
+        return image_size
     layers = receptive_field(features, image_size)
     return layers[-1].size if layers else 1
 

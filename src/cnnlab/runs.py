@@ -1,0 +1,261 @@
+"""The run policy every console script shares: run directories, records, exit codes.
+
+- A run directory that holds a `metrics.json` is finished: no command changes it, except that run's own
+  resume. A refused command writes nothing anywhere.
+- Hydra writes nothing into a run directory itself (`hydra.output_subdir: null`, no log file handler);
+  `open_run_dir` does, after the directory has been accepted.
+- Records are written atomically, by rank zero only.
+- Exit codes: 0 done, 1 a bug (with its traceback) or a sweep with failed jobs, 2 bad input (one line,
+  no traceback), 128+N stopped by signal N.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from cnnlab import config
+from cnnlab.errors import CnnlabError, RunInterrupted, user_error
+
+log = logging.getLogger("cnnlab")
+# Third-party chatter that says nothing about the run (internal deprecations, advertising tips).
+NOISE = (
+    ".*isinstance\\(treespec, LeafSpec\\).*",
+    ".*smaller than the logging interval.*",
+    ".*does not have many workers.*",
+    ".*You're resuming from a checkpoint that ended before the epoch ended.*",
+)
+METRICS_FILE = "metrics.json"
+EXIT_BAD_INPUT = 2
+
+
+def rank() -> int:
+    """This process's global rank under torch.distributed launchers (0 when not distributed)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's metrics.json as a dict, or None if it has none; a damaged file is a CnnlabError."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CnnlabError(f"{path} could not be read ({type(e).__name__}: {e}). Fix: remove the damaged file "
+                          f"or the run directory that holds it.") from None
+    if not isinstance(record, dict):
+        raise CnnlabError(f"{path} does not hold a JSON object. Fix: remove the damaged file.")
+    return record
+
+
+def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
+    """Atomically write `record` to run_dir/metrics.json (rank zero only; other ranks write nothing)."""
+    if rank() != 0:
+        return None
+    path = Path(run_dir) / METRICS_FILE
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True, default=float) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def check_writable(path: Path, what: str, fix: str) -> None:
+    """Raise a CnnlabError unless `path` is (or can be created as) a writable directory."""
+    if path.exists() and not path.is_dir():
+        raise CnnlabError(f"{what} {path} is a file, not a directory. Fix: {fix}")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise CnnlabError(f"{what} {path} cannot be written ({existing} is read-only). Fix: {fix}")
+
+
+def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | None:
+    """Accept `run_dir` for this job, then save its config and start its log file.
+
+    A finished run is refused unless this job resumes it; a resumed run keeps its original `.hydra/`
+    and gets its resume's config beside it in `.hydra/resume-<time>/`.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    check_writable(run_dir, "output directory", "choose another hydra.run.dir (or hydra.sweep.dir).")
+    previous = read_metrics(run_dir)
+    if previous is not None and not resuming:
+        raise CnnlabError(f"{run_dir} already holds a run (status {previous.get('status')}); it is never "
+                          f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}.")
+    if rank() != 0:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hydra_cfg = HydraConfig.get()
+    subdir = run_dir / (f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resuming else ".hydra")
+    subdir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, subdir / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), subdir / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), subdir / "overrides.yaml")
+    handler = logging.FileHandler(run_dir / f"{hydra_cfg.job.name}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def run_job(cfg: DictConfig, check: Callable[[DictConfig, Path], Any],
+            job: Callable[[DictConfig, Path, Any], dict[str, Any]]) -> float | None:
+    """Run one Hydra job under the policy: check everything, then write; record how it ended.
+
+    `check(cfg, run_dir)` raises CnnlabError for bad input before anything is written (its result goes to
+    `job`); `job(cfg, run_dir, checked)` returns the record's numbers. A single run exits with the policy's
+    code; in a sweep the job's record holds its error and the sweep goes on.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    quiet()
+    hydra_cfg = HydraConfig.get()
+    run_dir, multirun = Path(hydra_cfg.runtime.output_dir), hydra_cfg.mode == RunMode.MULTIRUN
+    choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+    record: dict[str, Any] = {"status": "running", "seed": cfg.get("seed"), "overrides": list(hydra_cfg.overrides.task),
+                              "choices": choices}
+    start = time.perf_counter()
+    resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
+    try:
+        config.validate(cfg, config.defaults_for(choices))
+        checked = check(cfg, run_dir)
+        log_file = open_run_dir(run_dir, cfg, resuming)
+    except Exception as e:
+        cause = user_error(e)
+        if cause is None:
+            raise
+        log.error("%s", cause)
+        if multirun and run_dir.is_dir() and read_metrics(run_dir) is None:  # a sweep job records its failure
+            write_metrics(run_dir, {**record, "status": "failed", "error": str(cause), "wall_s": 0.0})
+        elif run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # the empty folder Hydra made for this refused run
+        return _end(multirun, EXIT_BAD_INPUT)
+    try:
+        return _run_checked(cfg, run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
+    finally:
+        if log_file is not None:  # in-process callers (tests, notebooks) run several jobs in one process
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
+
+
+def _run_checked(cfg: DictConfig, run_dir: Path, multirun: bool, record: dict[str, Any], start: float,
+                 job: Callable[[], dict[str, Any]]) -> float | None:
+    """Run the accepted job and record how it ended."""
+    code = 0
+    try:
+        record.update(job(), status="completed")
+    except RunInterrupted as e:
+        record.update(status="interrupted", error=str(e), signal=e.signum)
+        log.warning("%s Resume with: cnnlab-train resume=%s (plus the same overrides).", e, run_dir)
+        code = 128 + e.signum
+    except Exception as e:
+        cause = user_error(e)
+        record.update(status="failed", error=str(cause) if cause else f"{type(e).__name__}: {e}")
+        if cause is None:  # a bug: keep the traceback in the job's log; a single run re-raises it below
+            log.exception("job failed")
+        else:
+            log.error("%s", cause)
+        code = EXIT_BAD_INPUT if cause else 1
+        if cause is None and not multirun:
+            _save(run_dir, record, start)
+            raise
+    _save(run_dir, record, start)
+    return record.get("val_acc_best", record.get("test_acc")) if code == 0 else _end(multirun, code)
+
+
+def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
+    record["wall_s"] = round(time.perf_counter() - start, 3)
+    write_metrics(run_dir, record)
+
+
+def _end(multirun: bool, code: int) -> None:
+    """A single run exits with `code` now; in a sweep the job is recorded and the sweep goes on."""
+    if not multirun:
+        sys.exit(code)
+    return None
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The config as flat 'group/key' scalars for TensorBoard's HParams tab."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices
+    flat: dict[str, Any] = {f"choice/{k}": str(v) for k, v in choices.items() if not k.startswith("hydra")}
+    for group in ("model", "optim", "schedule"):
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if not key.startswith("_"):
+                flat[f"{group}/{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    flat.update({"seed": cfg.seed, "label_smoothing": cfg.label_smoothing, "data/batch_size": cfg.data.batch_size,
+                 "data/train_subset": str(cfg.data.train_subset), "trainer/max_epochs": cfg.trainer.max_epochs})
+    return flat
+
+
+def console() -> Console:
+    """A rich console at least 120 columns wide, so tables stay readable in logs and pipes."""
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def bad_input(message: str) -> None:
+    """Print one line for the user and exit 2 (no traceback)."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _hydra_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of a plain (non-multirun, non-help) Hydra command line, or None to let Hydra handle it."""
+    if any(a.startswith("-") for a in argv):
+        return None
+    return argv
+
+
+def quiet() -> None:
+    """Install the warning filters and drop Lightning's 'Tip' advertisements."""
+    import warnings
+
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("💡 Tip"))
+
+
+def console_script(main: Callable[[], Any], composes: str | None = None) -> Callable[[], None]:
+    """Wrap a console script: bad input → one line, exit 2; Ctrl+C before a run saves anything → exit 130.
+
+    With `composes`, the command line is composed first, so Hydra's own errors (an unknown option or key)
+    and an unusable output directory also end in one line before Hydra starts.
+    """
+
+    def wrapped() -> None:
+        quiet()
+        try:
+            overrides = _hydra_overrides(sys.argv[1:]) if composes else None
+            if overrides is not None:
+                cfg = config.compose_config(overrides, name=composes, return_hydra_config=True)
+                check_writable(Path(str(cfg.hydra.run.dir)), "output directory", "choose another hydra.run.dir.")
+            main()
+        except KeyboardInterrupt:
+            sys.stderr.write("stopped by Ctrl+C.\n")
+            sys.exit(130)
+        except Exception as e:
+            cause = user_error(e)
+            if cause is None:
+                raise
+            bad_input(str(cause))
+
+    wrapped.__doc__ = main.__doc__
+    return wrapped
