@@ -22,11 +22,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from cnnlab.builders import build_datamodule, build_module
+from cnnlab.quiet import quiet
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.builders import build_datamodule, build_module
 from cnnlab.lab.cli import compose_config
-from cnnlab.quiet import quiet
 from cnnlab.training.callbacks import ThroughputMeter
 from cnnlab.training.optim import build_optimizer, build_schedule
 
@@ -164,8 +164,8 @@ def main() -> None:
             overhead_rows[name].append(1000 * args.images * args.epochs / rate / steps)
     plain_ms, template_ms = (statistics.median(overhead_rows[k]) for k in ("plain", "template"))
     step_ms = 1000 * 128 / statistics.median(rows["plain"])
-    print(f"\n### Per-step cost with a near-empty model (1 conv of width 1): the loop's own overhead\n\n"
-          f"| loop | ms per step (runs) | median |\n|---|---|---|")
+    print("\n### Per-step cost with a near-empty model (1 conv of width 1): the loop's own overhead\n\n"
+          "| loop | ms per step (runs) | median |\n|---|---|---|")
     for name, values in overhead_rows.items():
         print(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {statistics.median(values):.2f} |")
     print(f"\nThe template adds {template_ms - plain_ms:.2f} ms per step over the plain loop; one step of the default "

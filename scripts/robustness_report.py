@@ -28,10 +28,12 @@ def damaged(root: Path, how: str) -> Path:
         path.write_text("<html>404 Not Found</html>")
     elif how == "wrong shape":
         import pickle
+
         import numpy as np
         path.write_bytes(pickle.dumps({b"data": np.zeros((20, 1024), np.uint8), b"labels": [0] * 20}))
     elif how == "label out of range":
         import pickle
+
         import numpy as np
         path.write_bytes(pickle.dumps({b"data": np.zeros((20, 3072), np.uint8), b"labels": [11] * 20}))
     return root

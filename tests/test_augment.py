@@ -3,7 +3,15 @@
 import torch
 
 from cnnlab.augment import Augmentation
-from cnnlab.augment.ops import ColorJitter, Cutout, RandomCrop, RandomFlip, RandomRotate90, RandomVerticalFlip, TorchvisionPolicy
+from cnnlab.augment.ops import (
+    ColorJitter,
+    Cutout,
+    RandomCrop,
+    RandomFlip,
+    RandomRotate90,
+    RandomVerticalFlip,
+    TorchvisionPolicy,
+)
 
 
 def batch(n: int = 64) -> torch.Tensor:

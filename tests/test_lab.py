@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from cnnlab.models import count_parameters
 from cnnlab.lab.equivariance import layer_shift_errors, prediction_change
 from cnnlab.lab.linearity import collapse_to_affine, superposition_error
 from cnnlab.lab.params import conv_layer, dense_equivalent, dense_layer
 from cnnlab.lab.pooling import edge_response, pool_edge
+from cnnlab.models import count_parameters
 from cnnlab.models.cnn import ConvNet
 from cnnlab.models.mlp import MLP
 

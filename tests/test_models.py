@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from cnnlab.models import count_parameters
 from cnnlab.errors import ConfigError
+from cnnlab.models import count_parameters
 from cnnlab.models.cnn import ConvNet, block_channels
 from cnnlab.models.mlp import MLP
 

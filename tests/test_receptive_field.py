@@ -1,12 +1,16 @@
 """Receptive fields: analytic sizes, jumps and starts match hand calculations and the input gradient."""
 
 import pytest
-import torch
 from torch import nn
 
-from cnnlab.models.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,
-                                        receptive_field, too_small_warning)
 from cnnlab.models.cnn import ConvNet
+from cnnlab.models.receptive_field import (
+    empirical_receptive_field,
+    final_receptive_field,
+    input_gradient,
+    receptive_field,
+    too_small_warning,
+)
 
 
 def conv_stack(n: int, dilation: int = 1) -> nn.Sequential:

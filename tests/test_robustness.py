@@ -1,7 +1,6 @@
 """Robustness: bad input fails early and clearly; interruption, resume and NaN keep results intact."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.eval import check, evaluate
 from cnnlab.train import run
-from conftest import REPO, compose_config
+from conftest import compose_config
 
 TINY = ["data=tiny", "progress_bar=false", "model.width=16"]
 
@@ -108,3 +109,40 @@ def test_ddp_simulation_runs_the_same_code_on_two_processes(tmp_path):
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["world_size"] == 2
     assert metrics["test_acc"] > 0.3
+
+
+def test_last_checkpoint_holds_the_end_of_the_last_epoch(trained):
+    last = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=False)
+    # data=tiny: 1,200 images − 200 for validation = 1,000 at 64 per batch → 16 steps an epoch, 2 epochs
+    assert last["global_step"] == 2 * 16 and last["epoch"] == 1
+
+
+def files_of(run_dir: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("ckpt", ["best.ckpt", "missing.ckpt"])
+def test_eval_into_a_training_run_or_of_a_missing_checkpoint_changes_nothing(trained, ckpt, caplog):
+    from cnnlab.eval import run as run_eval
+
+    before = files_of(trained)
+    cfg = compose_config([f"ckpt_path={trained}/checkpoints/{ckpt}", "progress_bar=false"], trained, name="eval")
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(cfg)
+    assert exit_info.value.code == 2 and files_of(trained) == before
+    assert ("does not exist" if ckpt == "missing.ckpt" else "already holds a run") in caplog.text
+
+
+def test_a_run_of_a_few_steps_trains_with_the_one_cycle_schedule(tmp_path):
+    metrics = train_tiny(tmp_path, "data.train_subset=256", "trainer.max_epochs=1")  # 4 steps
+    assert metrics["status"] == "completed"
+
+
+def test_only_rank_zero_writes_the_record(tmp_path, monkeypatch):
+    from cnnlab.runs import write_metrics
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert write_metrics(tmp_path, {"status": "completed"}) is None and not any(tmp_path.iterdir())
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert json.loads(write_metrics(tmp_path, {"status": "completed"}).read_text()) == {"status": "completed"}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind

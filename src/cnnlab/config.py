@@ -58,8 +58,8 @@ def hydra_error_line(exc: Exception) -> str:
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
         return (f"{group}={option} is not a config in conf/{group}/. Valid: {', '.join(options)}. "
                 f"Fix: e.g. {group}={options[0] if options else '...'}.")
-    if "Key '" in text and "not in struct" in text:  # an unknown key, e.g. model.dpth=3
-        key = text.split("Could not override '")[1].split("'")[0] if "Could not override '" in text else text
+    if "Could not override '" in text:  # an unknown key, e.g. model.dpth=3
+        key = text.split("Could not override '")[1].split("'")[0]
         return (f"{key} is not a key of the config. Fix: check its spelling (cnnlab-train --cfg job lists every "
                 f"key), or add a new key on purpose with +{key}=...")
     return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
@@ -144,6 +144,11 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
     for key, value in given.items():
         if key.startswith("hydra.") or key == "hydra" or any(key.startswith(f + ".") for f in FREE_FORM):
             continue
+        parent = next((p for p in expected if key.startswith(p + ".")), None)
+        if parent is not None:  # a mapping where a single value belongs
+            raise ConfigError(f"{parent}={OmegaConf.to_container(OmegaConf.select(cfg, parent))} has the wrong type: "
+                              f"it must be {_type_names(UNION.get(parent) or (type(expected[parent]),))}. "
+                              f"Fix: e.g. {parent}={_example(parent, expected[parent])}.")
         if key not in expected and not any(key.startswith(f) for f in FREE_FORM):
             raise ConfigError(f"{key} is not a key of this config. Fix: check its spelling (cnnlab-train --cfg job "
                               f"lists every key), or remove +{key}.")

@@ -54,10 +54,15 @@ def evaluate(cfg: DictConfig, run_dir: Path, saved: dict[str, Any]) -> dict[str,
             "params": count_parameters(module.net), "data": run_cfg.data._target_.rsplit(".", 1)[-1]}
 
 
+def run(cfg: DictConfig) -> float | None:
+    """One evaluation under the shared run policy: returns the test accuracy, None if it failed in a sweep."""
+    return runs.run_job(cfg, check=check, job=evaluate)
+
+
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="eval")
 def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra's entry."""
-    return runs.run_job(cfg, check=check, job=evaluate)
+    return run(cfg)
 
 
 main = runs.console_script(hydra_main, composes="eval")

@@ -90,16 +90,20 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
     A finished run is refused unless this job resumes it; a resumed run keeps its original `.hydra/`
     and gets its resume's config beside it in `.hydra/resume-<time>/`.
     """
-    from hydra.core.hydra_config import HydraConfig
-
     check_writable(run_dir, "output directory", "choose another hydra.run.dir (or hydra.sweep.dir).")
     previous = read_metrics(run_dir)
     if previous is not None and not resuming:
         raise CnnlabError(f"{run_dir} already holds a run (status {previous.get('status')}); it is never "
                           f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}.")
+    return save_run_files(run_dir, cfg, resuming)
+
+
+def save_run_files(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | None:
+    """Write .hydra/ (config, hydra, overrides) and attach <run dir>/<job>.log; rank zero only."""
+    from hydra.core.hydra_config import HydraConfig
+
     if rank() != 0:
         return None
-    run_dir.mkdir(parents=True, exist_ok=True)
     hydra_cfg = HydraConfig.get()
     subdir = run_dir / (f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resuming else ".hydra")
     subdir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +144,11 @@ def run_job(cfg: DictConfig, check: Callable[[DictConfig, Path], Any],
         if cause is None:
             raise
         log.error("%s", cause)
-        if multirun and run_dir.is_dir() and read_metrics(run_dir) is None:  # a sweep job records its failure
+        if multirun and run_dir.is_dir() and not any(run_dir.iterdir()):  # a new sweep job records its failure
+            handler = save_run_files(run_dir, cfg, resuming=False)
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
             write_metrics(run_dir, {**record, "status": "failed", "error": str(cause), "wall_s": 0.0})
         elif run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # the empty folder Hydra made for this refused run

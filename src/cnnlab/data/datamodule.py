@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab.augment import Augmentation

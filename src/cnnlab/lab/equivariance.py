@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-import torch
-from torch import nn
+
 import matplotlib.pyplot as plt
+import torch
 from rich.table import Table
-from cnnlab.figures import save_figure
+from torch import nn
+
 from cnnlab.config import compose_config
+from cnnlab.figures import save_figure
 from cnnlab.lab.cli import build_datamodule, load_model, output_dir, parser
 from cnnlab.runs import console, console_script
+
+
 @dataclass(frozen=True)
 class ShiftError:
     """Relative error ‖f(shift_k x) − shift_{k/jump} f(x)‖ / ‖f(x)‖ after one layer."""

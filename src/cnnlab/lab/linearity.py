@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from rich.table import Table
+from torch import nn
+
 from cnnlab.config import compose_config
 from cnnlab.lab.cli import build_net, parser
 from cnnlab.runs import console, console_script
+
+
 @torch.no_grad()
 def superposition_error(net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), seed: int = 0) -> float:
     """Relative error of g(a·x₁ + b·x₂) = a·g(x₁) + b·g(x₂) for the bias-free part g(x) = f(x) − f(0).

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from rich.table import Table
+
 from cnnlab.config import compose_config
 from cnnlab.lab.cli import build_net, parser
 from cnnlab.models import count_parameters
 from cnnlab.runs import console, console_script
+
+
 @dataclass(frozen=True)
 class LayerCount:
     """Weights and biases of one layer, and how many output units it produces."""

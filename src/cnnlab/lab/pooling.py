@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-import matplotlib.pyplot as plt
 from rich.table import Table
+
 from cnnlab.figures import save_figure
 from cnnlab.lab.cli import output_dir, parser
 from cnnlab.runs import console, console_script
+
+
 def edge_response(size: int = 8, column: int = 3, profile: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """A 1×1×size×size map that is zero except for a vertical line (an edge detector's response) whose
     horizontal profile `profile` is centred on `column`."""

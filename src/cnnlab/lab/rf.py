@@ -1,15 +1,24 @@
 """`cnnlab-rf [overrides] [--ckpt PATH]`: the receptive field of a backbone, analytic and empirical."""
 
 from __future__ import annotations
+
 import matplotlib.pyplot as plt
 import torch
-from cnnlab.figures import save_figure
+
 from cnnlab.config import compose_config
+from cnnlab.figures import save_figure
 from cnnlab.lab.cli import load_model, output_dir, parser
-from cnnlab.runs import console, console_script
-from cnnlab.models.receptive_field import (empirical_receptive_field, final_receptive_field, input_gradient,
-                                           sees_whole_image, too_small_warning)
+from cnnlab.models.receptive_field import (
+    empirical_receptive_field,
+    final_receptive_field,
+    input_gradient,
+    sees_whole_image,
+    too_small_warning,
+)
 from cnnlab.models.summary import summary_table
+from cnnlab.runs import console, console_script
+
+
 def rf_figure(grad: torch.Tensor, analytic: int, title: str, path) -> None:
     """Heat map of |∂ centre unit / ∂ input| with the analytic receptive field drawn as a box."""
     fig, ax = plt.subplots(figsize=(4, 4))

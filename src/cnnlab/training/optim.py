@@ -37,11 +37,8 @@ def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
 def onecycle(optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float, div_factor: float,
              final_div_factor: float) -> LRScheduler:
     """Linear warm-up from lr/div_factor to lr over pct_start of the steps, then linear decay to
-    lr/(div_factor·final_div_factor)."""
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(2, total_steps),
-        pct_start=pct_start, anneal_strategy="linear", div_factor=div_factor, final_div_factor=final_div_factor,
-        cycle_momentum=False)  # max(2, ...): OneCycleLR divides by its phase lengths (a 1-step run would fail)
+    lr/(div_factor·final_div_factor): a triangle (torch's OneCycleLR divides by zero on runs of a few steps)."""
+    return triangle(optimizer, total_steps, start=1 / div_factor, peak=pct_start, end=1 / (div_factor * final_div_factor))
 
 
 def cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:

@@ -1,0 +1,89 @@
+"""Every config value is checked before any work starts: a generated wrong-typed value for every leaf key
+of the composed configs is refused with one message that names the key."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from cnnlab.config import UNION, _leaves, compose_config, validate
+from cnnlab.errors import ConfigError
+
+COMPOSITIONS = [[], ["model=mlp"], ["experiment=fast94"], ["optim=adamw", "schedule=triangle", "data=tiny"]]
+
+
+def wrong_value(key, value):
+    """A value of another type than `value`: a mapping where several types are valid, a list where a string
+    or null is expected, else a string."""
+    if key in UNION:
+        return {"x": 1}
+    if isinstance(value, str) or value is None:
+        return [1, 2]
+    return "abc"
+
+
+COMPOSED = {tuple(o): compose_config(o) for o in COMPOSITIONS}  # composing costs ~0.1 s: once per list
+
+
+def composed(overrides):
+    return copy.deepcopy(COMPOSED[tuple(overrides)])
+
+
+def leaf_cases():
+    for overrides in COMPOSITIONS:
+        for key, value in _leaves(composed(overrides)).items():
+            if key.startswith(("callbacks.", "data.label_unsafe.")):
+                continue  # free-form mappings: their entries are the user's own
+            yield pytest.param(overrides, key, value, id=f"{'+'.join(overrides) or 'default'}:{key}")
+
+
+@pytest.mark.parametrize("overrides, key, value", list(leaf_cases()))
+def test_a_wrong_typed_value_for_any_key_is_refused_naming_the_key(overrides, key, value):
+    defaults, cfg = composed(overrides), composed(overrides)
+    bad = wrong_value(key, value)
+    OmegaConf.update(cfg, key, bad, merge=False)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg, defaults)
+    message = str(error.value)
+    assert message.startswith(key) and "Fix:" in message and "\n" not in message
+
+
+def test_the_defaults_pass():
+    for overrides in COMPOSITIONS:
+        validate(compose_config(overrides), compose_config(overrides))
+
+
+def test_values_of_an_accepted_other_type_pass():
+    defaults = compose_config([])
+    for key, value in [("data.val_size", 0.1), ("channels_last", True), ("trainer.precision", 32),
+                       ("trainer.devices", "auto"), ("data.train_subset", 500), ("optim.lr", 1)]:
+        cfg = compose_config([])
+        OmegaConf.update(cfg, key, value, merge=False)
+        validate(cfg, defaults)
+
+
+def test_the_leaves_cover_nested_groups():
+    keys = _leaves(compose_config([]))
+    assert {"model.depth", "optim.lr", "schedule.pct_start", "trainer.max_epochs", "data.batch_size",
+            "augment.ops", "seed"} <= set(keys)
+    assert isinstance(keys["augment.ops"], ListConfig) and not isinstance(keys["model.depth"], DictConfig)
+
+
+CLI_CASES = [
+    (["model=resnet"], "model=resnet is not a config in conf/model/. Valid: cnn, fast, mlp"),
+    (["model.dpth=3"], "model.dpth is not a key of the config"),
+]
+
+
+@pytest.mark.parametrize("args, message", CLI_CASES)
+def test_the_command_line_refuses_bad_input_with_one_line_and_exit_2(tmp_path, args, message):
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    proc = subprocess.run([str(exe), "data=tiny", *args, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-2000:]
+    assert message in output and "Traceback" not in output
+    assert not (tmp_path / "run").exists()
