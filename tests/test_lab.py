@@ -128,3 +128,40 @@ def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
 
     out = run_tool(pooling_tool, ["--out", str(tmp_path)], monkeypatch, capsys)
     assert "sharp   │ avg  │     0.500" in out and (tmp_path / "pooling.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["model.dpth=3"], "model.dpth is not a key of the config"),
+    (["model=resnet"], "model=resnet is not a config in conf/model/"),
+    (["--ckpt", "/nowhere/best.ckpt"], "checkpoint /nowhere/best.ckpt does not exist"),
+])
+def test_lab_tools_refuse_bad_input_with_one_line_and_exit_2(argv, message, monkeypatch, capsys):
+    from cnnlab.lab import rf as rf_tool
+
+    monkeypatch.setattr("sys.argv", ["cnnlab-rf", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        rf_tool.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "ckpt_path=" not in err
+
+
+def test_lab_tools_refuse_an_out_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    from cnnlab.lab import pooling as pooling_tool
+
+    in_the_way = tmp_path / "figs"
+    in_the_way.write_text("a file")
+    monkeypatch.setattr("sys.argv", ["cnnlab-pooling", "--out", str(in_the_way / "sub")])
+    with pytest.raises(SystemExit) as exit_info:
+        pooling_tool.main()
+    assert exit_info.value.code == 2 and "cannot be written" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_a_run_starts_exits_130_with_one_line(capsys):
+    from cnnlab.runs import console_script
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        console_script(interrupted)()
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "stopped by Ctrl+C.\n"

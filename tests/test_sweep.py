@@ -125,3 +125,33 @@ def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):
     proc = multirun(sweep_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1", "augment=none,flip")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(sweep_dir.glob("*/metrics.json"))) == 2
+
+
+def test_compare_reports_a_partly_corrupt_sweep_naming_the_damaged_files(sweep, tmp_path):
+    sweep_dir, _ = sweep
+    damaged = tmp_path / "damaged"
+    shutil.copytree(sweep_dir, damaged)
+    cut = damaged / "0" / "metrics.json"
+    cut.write_text(cut.read_text()[:40])
+    (damaged / "1" / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")
+    compare([damaged], damaged)
+    rows = list(csv.DictReader((damaged / "summary.csv").open()))
+    assert len(rows) == 6
+    unreadable = {Path(r["job"]).name: r["error"] for r in rows if r["status"] == "unreadable"}
+    assert set(unreadable) == {"0", "1"}
+    assert str(cut) in unreadable["0"] and "overrides.yaml" in unreadable["1"]
+    assert sum(r["status"] == "completed" for r in rows) == 2  # jobs 2 and 3 (4 and 5 ask for depth 7)
+
+
+def test_compare_refuses_an_out_that_cannot_be_written_with_one_line(sweep, tmp_path, monkeypatch, capsys):
+    from cnnlab.report.compare import main
+
+    sweep_dir, _ = sweep
+    in_the_way = tmp_path / "report"
+    in_the_way.write_text("a file, not a folder")  # works as root too, where permission bits do not stop writes
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(sweep_dir), "--out", str(in_the_way)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err == f"error: --out {in_the_way} is a file, not a directory. Fix: pass --out <a writable folder>.\n"

@@ -81,7 +81,7 @@ def check_writable(path: Path, what: str, fix: str) -> None:
         raise CnnlabError(f"{what} {path} is a file, not a directory. Fix: {fix}")
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise CnnlabError(f"{what} {path} cannot be written ({existing} is read-only). Fix: {fix}")
+        raise CnnlabError(f"{what} {path} cannot be written ({existing} is not a writable folder). Fix: {fix}")
 
 
 def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | None:
