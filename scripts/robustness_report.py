@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conftest import write_fake_cifar as write_random_folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import write_fake_cifar as write_random_folder  # noqa: E402  (the tests' CIFAR-10 writer)
 
 BIN = Path(sys.executable).parent
 OUT = Path(__file__).resolve().parents[1] / "docs" / "robustness.md"
@@ -46,7 +47,20 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("unknown activation", "train", TINY + ["model.activation=tanh"]),
         ("unknown augmentation", "train", TINY + ["augment=mixup"]),
         ("unknown optimizer", "train", TINY + ["optim=adam"]),
-        ("unknown schedule name", "train", TINY + ["schedule.name=step"]),
+        ("unknown schedule", "train", TINY + ["schedule=step"]),
+        ("misspelt key", "train", TINY + ["model.dpth=3"]),
+        ("new key", "train", TINY + ["+model.foo=1"]),
+        ("wrong type: seed", "train", TINY + ["seed=abc"]),
+        ("wrong type: val_size", "train", TINY + ["data.val_size=abc"]),
+        ("wrong type: train_subset", "train", TINY + ["data.train_subset=abc"]),
+        ("wrong type: dropout", "train", TINY + ["model.dropout=abc"]),
+        ("momentum -1", "train", TINY + ["optim.momentum=-1"]),
+        ("one-cycle warm-up fraction 2", "train", TINY + ["schedule.pct_start=2"]),
+        ("growth -1", "train", TINY + ["model.growth=-1"]),
+        ("unknown padding mode", "train", TINY + ["model.padding_mode=foo"]),
+        ("threads -1", "train", TINY + ["threads=-1"]),
+        ("a GPU asked for where there is none", "train", TINY + ["trainer.accelerator=gpu"]),
+        ("output directory is a file", "train", TINY + [f"hydra.run.dir={tmp}/a_file"]),
         ("depth 0", "train", TINY + ["model.depth=0"]),
         ("width -4", "train", TINY + ["model.width=-4"]),
         ("too deep for 32×32", "train", TINY + ["model.depth=6"]),
@@ -66,7 +80,17 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("eval: file is not a checkpoint", "eval", [f"ckpt_path={tmp}/good/metrics.json"]),
         ("loss diverges to NaN (learning rate 1e4)", "train", TINY + ["optim.lr=1e4", "model.batchnorm=false"]),
         ("same run directory twice", "train", TINY + [f"hydra.run.dir={tmp}/good"]),
+        ("resume a completed run", "train", TINY + [f"resume={tmp}/good"]),
+        ("eval into a training run's directory", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt",
+                                                          f"hydra.run.dir={tmp}/good"]),
+        ("eval of a missing checkpoint into a training run", "eval", [f"ckpt_path={tmp}/missing.ckpt",
+                                                                      f"hydra.run.dir={tmp}/good"]),
     ]
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of an existing run directory, to show that a refused command changed none of them."""
+    return {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} if run_dir.is_dir() else {}
 
 
 def main() -> None:
@@ -76,20 +100,24 @@ def main() -> None:
         tmp = Path(tmp_name)
         subprocess.run([str(BIN / "cnnlab-train"), *TINY, f"hydra.run.dir={tmp}/good"], cwd=tmp, check=True,
                        capture_output=True)
+        (tmp / "a_file").write_text("not a folder")
         for i, (what, command, args) in enumerate(cases(tmp)):
             run_dir = tmp / f"run{i}"
             explicit = [a for a in args if a.startswith(("hydra.run.dir=", "resume="))]  # resume= picks the run dir
             run_dir = Path(explicit[0].split("=", 1)[1]) if explicit else run_dir
             full = [str(BIN / f"cnnlab-{command}"), *args] + ([] if explicit else [f"hydra.run.dir={run_dir}"])
+            before = snapshot(run_dir)
             proc = subprocess.run(full, cwd=tmp, capture_output=True, text=True, timeout=300)
-            lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
-            shown = next((l.split("] - ", 1)[-1] for l in lines if "[ERROR]" in l), None) or " ".join(
-                l.strip() for l in lines if "HYDRA_FULL_ERROR" not in l)[:400]
-            kept = json.loads((run_dir / "metrics.json").read_text())["status"] if (run_dir / "metrics.json").exists() else "—"
+            lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+            errors = [line.split("] - ", 1)[-1] for line in lines if "[ERROR]" in line or line.startswith("error: ")]
+            shown = (errors[0].removeprefix("error: ") if errors else " ".join(lines))[:400]
+            metrics = run_dir / "metrics.json"
+            kept = json.loads(metrics.read_text())["status"] if metrics.is_file() else "—"
+            if before:
+                kept = f"{kept}, {'unchanged' if snapshot(run_dir) == before else 'CHANGED'}"
             shown_args = " ".join(a for a in args if a not in TINY).replace(str(tmp), "$TMP")
-            if explicit and kept == "completed":
-                kept = "kept (completed)"
-            rows.append(f"| {what} | `cnnlab-{command} {shown_args}` | {proc.returncode} | {kept} | "
+            traceback = "yes" if "Traceback" in proc.stdout + proc.stderr else "no"
+            rows.append(f"| {what} | `cnnlab-{command} {shown_args}` | {proc.returncode} | {traceback} | {kept} | "
                         f"{shown.replace(str(tmp), '$TMP').replace('|', '/')} |")
             print(what, proc.returncode, flush=True)
     OUT.write_text(HEADER + "\n".join(rows) + "\n" + FOOTER)
@@ -100,34 +128,42 @@ HEADER = """# Robustness: what bad input prints
 
 Generated by `.venv/bin/python scripts/robustness_report.py` (each row is a real run; `data=tiny` and
 `trainer.max_epochs=1` were added to the training rows and are not shown). "metrics.json" is the status the
-run directory records; "—" means Hydra stopped before the job started (config composition errors).
+run directory records afterwards: "—" means the command was refused before it wrote anything (every value is
+checked first); for a directory that already held a run, whether any of its files changed.
 
-| bad input | command | exit | metrics.json | what it printed |
-|---|---|---|---|---|
+| bad input | command | exit | traceback | metrics.json | what it printed |
+|---|---|---|---|---|---|
 """
 
 FOOTER = """
-Hydra itself reports an unknown option of a config group (`augment=mixup`, `optim=adam`) with the list of
-valid options; set `HYDRA_FULL_ERROR=1` for a full traceback of any error. Damaged data files are never
-deleted or overwritten: the error names the file and the fix.
+Every value is checked against the type of its default, its range, and the keys the config has, before
+any data loads or any file is written (`cnnlab.config.validate`; `tests/test_validation.py` gives every leaf
+key a wrong-typed value). Damaged data files are never deleted or overwritten: the error names the file and
+the fix. A sweep job with bad input records its error in its own new `metrics.json` and the sweep goes on.
 
 ## Interruption, resume and faults (tested in `tests/test_robustness.py`)
 
-- SIGINT or SIGTERM during training: the current batch finishes, `checkpoints/interrupted.ckpt` is saved,
-  `metrics.json` says `interrupted`, the exit code is 128 + the signal (130 / 143), and the log prints the
-  resume command. A second Ctrl+C stops at once.
+- SIGINT or SIGTERM during training: the current batch finishes, `checkpoints/interrupted.ckpt` is saved
+  (the weights at that moment, for inspection), `metrics.json` says `interrupted`, the exit code is
+  128 + the signal (130 / 143), and the log prints the resume command. A second Ctrl+C stops at once; Ctrl+C
+  before training starts prints one line and exits 130.
+- `checkpoints/last.ckpt` is written at the end of every epoch, whatever val/acc did: in a completed run it
+  holds the final weights. `best.ckpt` is the best by val/acc.
 - `cnnlab-train resume=<run dir>` continues in that directory from `checkpoints/last.ckpt` (the end of the
-  last completed epoch); the original `.hydra/config.yaml` is kept and the resume's config goes to
-  `.hydra/resume-<time>/`. Because shuffling, augmentation and dropout are seeded from (seed, epoch), an
-  interrupted-and-resumed CPU run ends with exactly the metrics of an uninterrupted one. `ckpt_path=last`
-  with `hydra.run.dir=<run dir>` does the same. A resume with another model config, or another
-  `trainer.max_epochs`/`max_steps` under a one-cycle or cosine schedule (laid out over the run's length), is
-  refused before training and leaves the run's `metrics.json` as it was.
+  last completed epoch); a run stopped inside its first epoch restarts from the beginning. The original
+  `.hydra/config.yaml` is kept and the resume's config goes to `.hydra/resume-<time>/`. Because shuffling,
+  augmentation and dropout are seeded from (seed, epoch), a CPU run interrupted anywhere (inside the first
+  epoch, at an epoch boundary, inside the last) and resumed ends with bit-identical weights and the same
+  metrics as an uninterrupted one. `ckpt_path=last` with `hydra.run.dir=<run dir>` does the same. A resume of
+  a completed run, with another model config, or with another `trainer.max_epochs`/`max_steps` under a
+  schedule laid out over the run's length, is refused before anything is written.
 - A NaN or infinite loss stops the run naming the step and suggesting causes (learning rate, precision)
   before any checkpoint stores the broken weights; `last.ckpt` is the last good one and `metrics.json`
   says `failed`.
-- A run directory that already holds `metrics.json` is never reused unless resumed; default run
-  directories are timestamped to the microsecond.
+- A run directory that already holds `metrics.json` is finished: no later command (train, eval, resume,
+  compare) changes a file in it, except its own resume. Hydra writes nothing into a run directory itself;
+  cnnlab saves `.hydra/` and the log once the directory is accepted. `cnnlab-eval` writes into its own
+  directory. Records are written atomically, by rank zero only (DDP runs write one record).
 - Parallel jobs preparing the same `data_dir` take a file lock: one downloads, the others wait and read.
 """
 
