@@ -58,7 +58,7 @@ class ReseedEachEpoch(L.Callback):
 
 
 class RunInterrupted(Exception):
-    """Raised after SIGINT/SIGTERM once the current batch is done and a checkpoint is saved."""
+    """Raised after SIGINT/SIGTERM/SIGUSR2 once the current batch is done and a checkpoint is saved."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
@@ -66,13 +66,14 @@ class RunInterrupted(Exception):
 
 
 class GracefulInterrupt(L.Callback):
-    """On SIGINT or SIGTERM finish the batch, save checkpoints/interrupted.ckpt and stop.
+    """On SIGINT, SIGTERM or SIGUSR2 finish the batch, save checkpoints/interrupted.ckpt and stop.
 
     Resume uses checkpoints/last.ckpt, written at the end of the last completed epoch, so a resumed
     run replays the interrupted epoch exactly. A second Ctrl+C stops at once.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGUSR2: the submitit launcher's warning that the SLURM time limit is near (hydra.launcher.signal_delay_s).
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self, checkpoint_dir: Path) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
