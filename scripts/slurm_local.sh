@@ -112,4 +112,5 @@ SLURM is up: partition '$PARTITION', node '$NODE' ($(sinfo -h -o '%c CPUs, %m MB
   test it:  make test-slurm   (or: srun -p $PARTITION hostname)
   stop it:  scontrol shutdown && kill \$(cat /run/munge/munged.pid)
   logs:     $LOG_DIR/slurmctld.log, $LOG_DIR/slurmd.log
+No accounting (no slurmdbd): sacct fails, so submitit warns "Bypassing sacct error" while it polls.
 EOF

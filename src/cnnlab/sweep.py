@@ -7,12 +7,15 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from cnnlab.training.records import read_metrics
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger("cnnlab")
 
@@ -47,6 +50,7 @@ OPTUNA_SUMMARY = "optuna_summary.json"
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job directories in job order (9 before 10)."""
     return sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
                   key=lambda p: (len(p.name), p.name))
 
@@ -69,7 +73,7 @@ def _number(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def study_from_jobs(sweep_dir: Path, search_space: dict[str, str], direction: str):
+def study_from_jobs(sweep_dir: Path, search_space: dict[str, str], direction: str) -> "optuna.Study":
     """An in-memory Optuna study rebuilt from the sweep's jobs (overrides + metrics.json), for a study without storage."""
     import optuna
     import yaml
@@ -93,7 +97,7 @@ def study_from_jobs(sweep_dir: Path, search_space: dict[str, str], direction: st
     return study
 
 
-def summarise_study(study) -> dict[str, Any]:
+def summarise_study(study: "optuna.Study") -> dict[str, Any]:
     """Best trial, trial counts by state and (where Optuna can compute them) parameter importances."""
     import optuna
 
@@ -142,10 +146,6 @@ class OptunaSummary(Callback):
         if not storage:
             return
         _check_storage_support(storage)
-        db = _sqlite_file(storage)
-        if db is None:
-            return
-        db.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and any((d / "metrics.json").exists() for d in _job_dirs(sweep_dir)):
             # Job numbers restart at 0, so every new trial would find its directory taken and fail into the study.
@@ -153,6 +153,9 @@ class OptunaSummary(Callback):
                       "fresh sweep directory for its new trials. Fix: leave hydra.sweep.dir at its default "
                       "(a new timestamped folder), or choose a new one.", sweep_dir, sweeper.get("study_name"))
             sys.exit(2)
+        db = _sqlite_file(storage)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import optuna
