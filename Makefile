@@ -7,7 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: install train eval sweep compare test test-slow test-real bench tensorboard clean
+.PHONY: help install train eval sweep compare test test-slow test-slurm slurm-local bench tensorboard clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install:  ## create .venv and install cnnlab (editable) with pinned dependencies
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +36,18 @@ test:  ## fast suite (CI): smoke trainings on tiny synthetic data
 test-slow:  ## longer checks, including real-data tests when CIFAR-10 is present
 	$(BIN)/python -m pytest -q -m "slow or real_data"
 
+test-slurm:  ## a real 2-job submitit_slurm sweep (needs a cluster: make slurm-local starts one on this host)
+	$(BIN)/python -m pytest -q -m slurm -s tests/test_slurm.py
+
+slurm-local:  ## install and start a single-node SLURM cluster on this host (root; idempotent)
+	scripts/slurm_local.sh
+
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
 
 tensorboard:  ## make tensorboard DIR=multirun/2026-01-01/12-00-00
 	$(BIN)/tensorboard --logdir $(DIR)
 
-clean:
+clean:  ## remove outputs, multirun, caches and build folders
 	rm -rf outputs multirun lightning_logs .pytest_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

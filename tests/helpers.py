@@ -28,3 +28,26 @@ class PoisonAt(L.Callback):
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
                 next(pl_module.parameters()).view(-1)[0] = float("nan")
+
+
+class BatchCounter(L.Callback):
+    """Count the batches each loop runs; the last instance is kept in BatchCounter.last for the test to read."""
+
+    last: "BatchCounter | None" = None
+
+    def __init__(self) -> None:
+        self.train: list[int] = []  # batches per training epoch
+        self.val = self.test = 0
+        BatchCounter.last = self
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.train.append(0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.train[-1] += 1
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.val += 1
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.test += 1

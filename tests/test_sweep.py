@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import optuna
+
 from cnnlab.report.compare import compare
+from cnnlab.sweep import study_from_jobs, summarise_study
+from cnnlab.training.records import write_metrics
 from conftest import compose_config
 
 FAST = ["data=tiny", "trainer.max_epochs=1", "model.width=8", "progress_bar=false", "data.train_count=600",
@@ -103,6 +107,57 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(sweep_dir.glob("*/metrics.json"))) == 2
     assert "best_value" in (sweep_dir / "optimization_results.yaml").read_text()
+    # Without storage the summary is rebuilt from the jobs; its best is the best job's val_acc_best.
+    summary = json.loads((sweep_dir / "optuna_summary.json").read_text())
+    best = max(json.loads(p.read_text())["val_acc_best"] for p in sweep_dir.glob("*/metrics.json"))
+    assert summary["n_trials"] == 2 and summary["trials_by_state"] == {"COMPLETE": 2}
+    assert summary["best"]["value"] == pytest.approx(best) and summary["storage"] is None
+    assert set(summary["best"]["params"]) == {"optim.lr", "optim.weight_decay", "model.depth"}  # width is fixed
+
+
+@pytest.mark.slow
+def test_optuna_study_in_sqlite_survives_and_continues(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies' / 'cnnlab.db'}"  # the folder does not exist yet
+    study_args = ["hparams_search=optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=lr_width"]
+    first = multirun(tmp_path / "first", *study_args, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = multirun(tmp_path / "second", *study_args, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Using an existing study with name 'lr_width'" in second.stdout + second.stderr
+
+    study = optuna.load_study(study_name="lr_width", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    values = [json.loads(p.read_text())["val_acc_best"] for p in sorted(tmp_path.glob("*/[0-9]/metrics.json"))]
+    assert sorted(t.value for t in study.trials) == pytest.approx(sorted(values))
+
+    first_summary = json.loads((tmp_path / "first" / "optuna_summary.json").read_text())
+    summary = json.loads((tmp_path / "second" / "optuna_summary.json").read_text())
+    assert first_summary["n_trials"] == 2 and summary["n_trials"] == 3
+    assert summary["trials_by_state"] == {"COMPLETE": 3} and summary["study_name"] == "lr_width"
+    assert summary["best"]["value"] == pytest.approx(max(values))
+    assert set(summary["best"]["params"]) == {"optim.lr", "optim.weight_decay", "model.depth"}  # width is fixed
+    assert summary["param_importances"] or "scikit-learn" in summary["param_importances_unavailable"]
+
+    again = multirun(tmp_path / "second", *study_args, "hydra.sweeper.n_trials=1")
+    assert again.returncode == 2 and "needs a fresh sweep directory" in again.stdout + again.stderr
+    assert len(optuna.load_study(study_name="lr_width", storage=storage).trials) == 3
+
+
+def test_optuna_summary_of_a_sweep_without_storage(tmp_path):
+    """Jobs written as the Optuna sweeper writes them; one failed. Expected values are the jobs' own numbers."""
+    jobs = [("0", ["optim.lr=0.05", "optim.weight_decay=1e-05", "model.width=32"], "completed", 0.61),
+            ("1", ["optim.lr=0.2", "optim.weight_decay=0.003", "model.width=16"], "completed", 0.74),
+            ("2", ["optim.lr=0.4", "optim.weight_decay=0.0001", "model.width=64"], "failed", None)]
+    for name, overrides, status, value in jobs:
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        write_metrics(tmp_path / name, {"status": status, "val_acc_best": value})
+    space = {"optim.lr": "tag(log, interval(0.005, 0.5))", "optim.weight_decay": "tag(log, interval(1e-5, 1e-2))",
+             "model.width": "choice(16, 32, 64)"}
+    summary = summarise_study(study_from_jobs(tmp_path, space, "maximize"))
+    assert summary["n_trials"] == 3 and summary["trials_by_state"] == {"COMPLETE": 2, "FAIL": 1}
+    assert summary["best"] == {"number": 1, "value": 0.74,
+                               "params": {"optim.lr": 0.2, "optim.weight_decay": 0.003, "model.width": 16}}
 
 
 @pytest.mark.parametrize("launcher, target", [

@@ -14,7 +14,7 @@ class DataError(CnnlabError):
 
 
 class RunInterrupted(Exception):
-    """Raised after SIGINT/SIGTERM once the current batch is done and a checkpoint is saved."""
+    """Raised after SIGINT/SIGTERM/SIGUSR2 once the current batch is done and a checkpoint is saved."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)

@@ -35,6 +35,7 @@ NOISE = (
     ".*smaller than the logging interval.*",
     ".*does not have many workers.*",
     ".*You're resuming from a checkpoint that ended before the epoch ended.*",
+    ".*The `srun` command is available on your system but is not used.*",  # where SLURM is installed
 )
 METRICS_FILE = "metrics.json"
 EXIT_BAD_INPUT = 2

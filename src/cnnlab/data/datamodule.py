@@ -113,6 +113,13 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None and self.trainer.overfit_batches > 0 and not self.uses_device_loader:
+            # Lightning would swap the DataLoader's batch-index sampler for a per-image one: batches of one image.
+            raise ConfigError(
+                f"trainer.overfit_batches={self.trainer.overfit_batches} needs cnnlab's device loader, but "
+                f"data.on_device={self.on_device} (augment: {self.augment}) makes batches come from a DataLoader. "
+                "Fix: data.on_device=true (as debug=overfit sets), or trainer.overfit_batches=0."
+            )
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -59,13 +59,14 @@ class ReseedEachEpoch(L.Callback):
 
 
 class GracefulInterrupt(L.Callback):
-    """On SIGINT or SIGTERM finish the batch, save checkpoints/interrupted.ckpt and stop.
+    """On SIGINT, SIGTERM or SIGUSR2 finish the batch, save checkpoints/interrupted.ckpt and stop.
 
     Resume uses checkpoints/last.ckpt, written at the end of the last completed epoch, so a resumed
     run replays the interrupted epoch exactly. A second Ctrl+C stops at once.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGUSR2: the submitit launcher's warning that the SLURM time limit is near (hydra.launcher.signal_delay_s).
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self, checkpoint_dir: Path) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
