@@ -14,7 +14,7 @@ import optuna
 
 from cnnlab.report.compare import compare
 from cnnlab.sweep import study_from_jobs, summarise_study
-from cnnlab.training.records import write_metrics
+from cnnlab.runs import write_metrics
 from conftest import compose_config
 
 FAST = ["data=tiny", "trainer.max_epochs=1", "model.width=8", "progress_bar=false", "data.train_count=600",
