@@ -38,7 +38,7 @@ def sweep(tmp_path_factory):
 
 def test_every_job_gets_its_own_directory_and_metrics(sweep):
     sweep_dir, _ = sweep
-    statuses = {d.name: json.loads((d / "metrics.json").read_text())["status"] for d in sweep_dir.iterdir() if d.is_dir()}
+    statuses = {d.name: json.loads((d / "metrics.json").read_text())["status"] for d in sweep_dir.iterdir() if d.is_dir() and d.name != "tb"}
     assert sorted(statuses) == [str(i) for i in range(6)]
     assert sorted(statuses.values()) == ["completed"] * 4 + ["failed"] * 2
 
@@ -210,3 +210,11 @@ def test_compare_refuses_an_out_that_cannot_be_written_with_one_line(sweep, tmp_
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert err == f"error: --out {in_the_way} is a file, not a directory. Fix: pass --out <a writable folder>.\n"
+
+
+def test_tensorboard_names_each_sweep_job_by_what_it_changed(sweep):
+    sweep_dir, _ = sweep
+    # model.pool=max and augment=none are the same for every job; depth 7 was refused before it logged
+    assert sorted(p.name for p in (sweep_dir / "tb").iterdir()) == [
+        "model.depth=2,seed=0", "model.depth=2,seed=1", "model.depth=3,seed=0", "model.depth=3,seed=1"]
+    assert all(any(p.glob("events.out.tfevents.*")) for p in (sweep_dir / "tb").iterdir())

@@ -35,7 +35,7 @@ def composed(overrides):
 def leaf_cases():
     for overrides in COMPOSITIONS:
         for key, value in _leaves(composed(overrides)).items():
-            if key.startswith(("callbacks.", "data.label_unsafe.")):
+            if key.startswith(("callbacks.", "logger.", "data.label_unsafe.")):
                 continue  # free-form mappings: their entries are the user's own
             yield pytest.param(overrides, key, value, id=f"{'+'.join(overrides) or 'default'}:{key}")
 

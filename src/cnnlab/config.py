@@ -27,10 +27,27 @@ def _run_dir(resume: str | None, default: str) -> str:
     return str(resume) if resume else default
 
 
+def _tensorboard_dir() -> str:
+    """<run dir>/tb for a single run; <sweep dir>/tb/<the overrides this job changed> in a sweep, so that
+    TensorBoard over the sweep names each run by what it changed (e.g. augment=none,seed=0)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return str(Path(hydra_cfg.runtime.output_dir) / "tb")
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    given = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task if (sweep_dir / "multirun.yaml").exists() else []
+    fixed = {o.split("=", 1)[0] for o in given if "=" in o and not any(c in o.split("=", 1)[1] for c in ",(")}
+    changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] not in fixed and not o.startswith("hydra")]
+    return str(sweep_dir / "tb" / (",".join(changed).replace("/", "_") or str(hydra_cfg.job.num)))
+
+
 def register_resolvers() -> None:
     """Register the resolvers used in conf/ (idempotent)."""
-    if not OmegaConf.has_resolver("cnnlab_run_dir"):
-        OmegaConf.register_new_resolver("cnnlab_run_dir", _run_dir)
+    for name, fn in (("cnnlab_run_dir", _run_dir), ("cnnlab_tensorboard_dir", _tensorboard_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def compose_config(overrides: list[str], name: str = "train", return_hydra_config: bool = False) -> DictConfig:
@@ -70,7 +87,7 @@ NULLABLE = {"data.train_subset": (int,), "threads": (int,), "resume": (str,), "c
             "trainer.max_steps": (int,), "debug": (str,)}
 UNION = {"channels_last": (bool, str), "data.on_device": (bool, str), "trainer.precision": (str, int),
          "trainer.devices": (int, str, list), "data.val_size": (int, float), "compile": (bool,)}
-FREE_FORM = ("callbacks", "data.label_unsafe")  # user-extensible mappings: any key is allowed
+FREE_FORM = ("callbacks", "logger", "data.label_unsafe")  # mappings of the user's own objects: any key
 
 
 def _between(low: float, high: float, low_open: bool = False, high_open: bool = True) -> Callable[[Any], bool]:
@@ -113,7 +130,10 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
             path = f"{prefix}{key}"
             if path == "hydra":
                 continue
-            value = node._get_node(key)._value() if OmegaConf.is_missing(node, key) else node[key]
+            try:
+                value = node[key]
+            except Exception:  # missing (???) or an interpolation that needs a running Hydra job: the raw text
+                value = node._get_node(key)._value()
             if isinstance(value, DictConfig) and len(value) and path not in FREE_FORM:
                 out.update(_leaves(value, path + "."))
             else:
@@ -179,5 +199,6 @@ def _example(key: str, default: Any) -> str:
 
 def defaults_for(choices: dict[str, Any]) -> DictConfig:
     """The config the same group choices give without value overrides: the reference for types."""
-    picked = [f"{k}={v}" for k, v in choices.items() if v is not None and not k.startswith("hydra")]
+    picked = [f"{k}=[{','.join(v)}]" if isinstance(v, (list, ListConfig)) else f"{k}={v}"
+              for k, v in choices.items() if v is not None and not k.startswith("hydra")]
     return compose_config(picked)  # eval.yaml adds no keys to train.yaml

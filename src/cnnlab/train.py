@@ -28,23 +28,22 @@ HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback] = ()) -> L.Trainer:
-    """cfg.trainer with the run's callbacks, TensorBoard logging and, for training, checkpoints in run_dir."""
+    """cfg.trainer with the callbacks and loggers groups; for training (run_dir given) the run's guards too."""
     callbacks = list(guards)
     if run_dir is not None:
         ckpt_dir = run_dir / "checkpoints"
-        callbacks += [ModelCheckpoint(ckpt_dir, "best", monitor="val/acc", mode="max", enable_version_counter=False),
-                      # a second checkpoint, saved every epoch whatever val/acc did: the end of the last epoch
-                      ModelCheckpoint(ckpt_dir, "last", monitor=None, save_top_k=1, enable_version_counter=False),
-                      LearningRateMonitor(logging_interval="epoch"), cb.GracefulInterrupt(ckpt_dir),
-                      cb.NonFiniteLossGuard(ckpt_dir)]
+        callbacks += [cb.GracefulInterrupt(ckpt_dir), cb.NonFiniteLossGuard(ckpt_dir)]
+        callbacks += [instantiate(c) for c in (cfg.callbacks or {}).values()]
         if cfg.lab_images:
             callbacks.append(LabImages())
-        callbacks += [instantiate(c) for c in (cfg.callbacks or {}).values()]
     if cfg.progress_bar:
         callbacks.append(RichProgressBar())
-    logger = TensorBoardLogger(str(run_dir), name="tb", version="", default_hp_metric=False) if run_dir else False
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, enable_progress_bar=bool(cfg.progress_bar),
-                       precision=resolve_precision(cfg))
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()] if run_dir is not None else []
+    if not loggers:  # nothing to write a learning-rate curve to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                       enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+                       enable_progress_bar=bool(cfg.progress_bar), precision=resolve_precision(cfg))
 
 
 def resolve_precision(cfg: DictConfig) -> str | int:
@@ -80,18 +79,21 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
         if warning := too_small_warning(module.net.features):
             log.warning(warning)
     hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
-    trainer.logger.log_hyperparams(hparams, {m: 0.0 for m in HP_METRICS})
+    for logger in trainer.loggers:  # TensorBoard's HParams tab needs the metrics it will compare declared
+        logger.log_hyperparams(hparams, *([{m: 0.0 for m in HP_METRICS}] if isinstance(logger, TensorBoardLogger) else []))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     best = trainer.checkpoint_callback
+    best_path = best.best_model_path if best is not None else ""
     val_final = float(trainer.callback_metrics.get("val/acc", float("nan")))
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False)[0]
-    val_best = float(best.best_model_score) if best.best_model_score is not None else val_final
-    trainer.logger.log_metrics({"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}, step=trainer.global_step)
-    trainer.logger.finalize("success")  # flush and close the event files before the record says "completed"
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+    val_best = float(best.best_model_score) if best is not None and best.best_model_score is not None else val_final
+    for logger in trainer.loggers:
+        logger.log_metrics({"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}, step=trainer.global_step)
+        logger.finalize("success")  # flush and close files before the record says "completed"
     return {"val_acc_final": val_final, "val_acc_best": val_best, "test_acc": test["test/acc"],
             "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch,
             "params": params, "receptive_field": rf, "train_images_per_s": meter.images_per_second,
-            "best_checkpoint": best.best_model_path, "world_size": trainer.world_size,
+            "best_checkpoint": best_path, "curves": module.curves, "world_size": trainer.world_size,
             "precision": str(trainer.precision), "channels_last": module.channels_last}
 
 

@@ -1,4 +1,5 @@
-"""Collect the jobs of one or more sweep directories: swept values, metrics.json and TensorBoard curves."""
+"""Collect the jobs of one or more sweep directories: swept values and each run's own record (metrics.json,
+with its per-epoch curves), whatever logger the runs used."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import read_metrics
 
 log = logging.getLogger("cnnlab")
-
-CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
 
 
 @dataclass
@@ -67,22 +65,11 @@ def _canonical(value: str) -> str:
     return str(parsed).lower() if isinstance(parsed, bool) else value
 
 
-def read_curves(job_dir: Path) -> dict[str, list[float]]:
-    """Per-epoch values of the standard curves from the job's TensorBoard events, in step order."""
-    curves: dict[str, dict[int, float]] = {}
-    for events in sorted((job_dir / "tb").glob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in set(accumulator.Tags()["scalars"]) & set(CURVES):
-            for event in accumulator.Scalars(tag):
-                curves.setdefault(tag, {})[event.step] = event.value
-    return {tag: [values[step] for step in sorted(values)] for tag, values in curves.items()}
-
-
 def collect_job(job_dir: Path) -> Job:
     """One job; a damaged record makes it an 'unreadable' row naming the file, not the end of the report."""
     try:
-        return Job(job_dir, read_overrides(job_dir), read_metrics(job_dir) or {}, read_curves(job_dir))
+        metrics = read_metrics(job_dir) or {}
+        return Job(job_dir, read_overrides(job_dir), metrics, metrics.get("curves") or {})
     except CnnlabError as e:
         log.warning("%s", e)
         return Job(job_dir, {}, {"status": "unreadable", "error": str(e)})

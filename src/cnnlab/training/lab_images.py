@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
 import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
@@ -24,8 +25,9 @@ class LabImages(L.Callback):
         self.samples = samples
 
     def _writer(self, trainer):
-        logger = trainer.logger
-        return getattr(logger, "experiment", None) if trainer.is_global_zero and logger else None
+        """The TensorBoard writer on rank zero, or None (another logger, or another rank)."""
+        tensorboard = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        return tensorboard[0].experiment if trainer.is_global_zero and tensorboard else None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         writer = self._writer(trainer)

@@ -39,6 +39,7 @@ class ImageClassifier(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        self.curves: dict[str, list[float]] = {}  # per-epoch values, saved in checkpoints and in metrics.json
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -76,11 +77,21 @@ class ImageClassifier(L.LightningModule):
             self.log("test/acc_tta", self.acc["tta_acc"], on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
-        """The overfitting symptom as its own curve: how far validation trails training."""
+        """Record the epoch's curves; log the overfitting symptom as its own curve (how far validation trails)."""
+        epoch = {"train/loss": self.mean_loss["train_loss"].compute(), "train/acc": self.acc["train_acc"].compute()}
         val = self.trainer.callback_metrics  # validation ran just before this hook
         if "val/acc" in val:
-            self.log("gap/acc", self.acc["train_acc"].compute() - val["val/acc"], sync_dist=True)
-            self.log("gap/loss", val["val/loss"] - self.mean_loss["train_loss"].compute(), sync_dist=True)
+            epoch.update({"val/loss": val["val/loss"], "val/acc": val["val/acc"]})
+            self.log("gap/acc", epoch["train/acc"] - epoch["val/acc"], sync_dist=True)
+            self.log("gap/loss", epoch["val/loss"] - epoch["train/loss"], sync_dist=True)
+        for name, value in epoch.items():
+            self.curves.setdefault(name, []).append(float(value))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["curves"] = self.curves
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.curves = {k: list(v) for k, v in checkpoint.get("curves", {}).items()}
 
     def configure_optimizers(self):
         optimizer = instantiate(self.config["optim"])(param_groups(self.net, self.config["optim"],

@@ -1,0 +1,50 @@
+"""The logger and callbacks groups: every logger gets the hparams and metrics; the record stays the source."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnlab.train import run
+from conftest import compose_config
+
+TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100",
+        "lab_images=false"]
+
+
+def train(run_dir: Path, *extra: str) -> dict:
+    run(compose_config(TINY + list(extra), run_dir))
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_several_loggers_at_once_each_get_hparams_and_the_epoch_curves(tmp_path):
+    metrics = train(tmp_path, "logger=[tensorboard,csv]", "trainer.max_epochs=2")
+    assert any((tmp_path / "tb").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
+    assert val_acc == pytest.approx(metrics["curves"]["val/acc"])  # the CSV holds what the record holds
+    assert float(next(r["hp/test_acc"] for r in rows if r.get("hp/test_acc"))) == pytest.approx(metrics["test_acc"])
+    hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
+    assert hparams["model/width"] == 8 and hparams["params"] == metrics["params"]
+
+
+def test_without_any_logger_the_record_keeps_its_curves(tmp_path):
+    metrics = train(tmp_path, "logger=none", "trainer.max_epochs=2")
+    assert not (tmp_path / "tb").exists() and metrics["status"] == "completed"
+    assert len(metrics["curves"]["train/loss"]) == len(metrics["curves"]["val/acc"]) == 2
+    assert metrics["curves"]["val/acc"][-1] == pytest.approx(metrics["val_acc_final"])
+
+
+def test_callbacks_none_is_the_bare_loop_without_checkpoints(tmp_path):
+    metrics = train(tmp_path, "callbacks=none", "trainer.max_epochs=1")
+    assert metrics["status"] == "completed" and not (tmp_path / "checkpoints" / "best.ckpt").exists()
+    assert metrics["best_checkpoint"] == "" and metrics["val_acc_best"] == metrics["val_acc_final"]
+
+
+def test_early_stopping_ends_the_run_when_val_acc_stops_improving(tmp_path):
+    # stopping_threshold=0: any val/acc counts as good enough, so the run stops after its first epoch
+    metrics = train(tmp_path, "callbacks=early_stopping", "+callbacks.early_stopping.stopping_threshold=0.0",
+                    "trainer.max_epochs=5")
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1 and len(metrics["curves"]["val/acc"]) == 1
