@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install train eval sweep compare test test-slow test-slurm slurm-local bench tensorboard clean
+.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -17,6 +17,10 @@ install:  ## create .venv and install cnnlab (editable) with pinned dependencies
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e .
+
+lint:  ## ruff: lint and format check (one line length, 120)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 train:  ## train once: make train data=tiny model.depth=4
 	$(BIN)/cnnlab-train $(OVERRIDES)
@@ -44,6 +48,9 @@ slurm-local:  ## install and start a single-node SLURM cluster on this host (roo
 
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
+
+mlflow:  ## MLflow's UI over outputs/mlruns (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
+	$(BIN)/mlflow ui --backend-store-uri outputs/mlruns
 
 tensorboard:  ## make tensorboard DIR=multirun/2026-01-01/12-00-00
 	$(BIN)/tensorboard --logdir $(DIR)

@@ -6,8 +6,8 @@ import pytest
 from hydra.utils import instantiate
 
 from cnnlab.config import config_dir
-from cnnlab.lab.cli import build_datamodule
-from cnnlab.train import run_config
+from cnnlab.lab.tools import build_datamodule
+from cnnlab.cli.train import run_config
 from cnnlab.training.module import ImageClassifier
 from conftest import compose_config
 

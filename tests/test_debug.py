@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.train import run
+from cnnlab.cli.train import run
 from conftest import compose_config
 from helpers import BatchCounter
 

@@ -93,7 +93,7 @@ def test_device_loader_yields_exactly_the_dataloader_batches():
 def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
     import json
 
-    from cnnlab.train import run
+    from cnnlab.cli.train import run
     from conftest import compose_config
 
     run(compose_config(["experiment=fast94", "data=tiny", "model.widths=[16,32,32]", "data.batch_size=128",
@@ -110,7 +110,7 @@ def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
 
 
 def test_channels_last_gives_the_same_logits():
-    from cnnlab.train import run_config
+    from cnnlab.cli.train import run_config
     from cnnlab.training.module import ImageClassifier
     from conftest import compose_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab.train import run
+from cnnlab.cli.train import run
 from conftest import compose_config
 
 TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100",

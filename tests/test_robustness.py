@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnnlab.data.cifar10 import CIFAR10DataModule
-from cnnlab.train import run
+from cnnlab.cli.train import run
 from conftest import compose_config, write_fake_cifar
 
 TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.train import run
+from cnnlab.cli.train import run
 from conftest import compose_config
 
 

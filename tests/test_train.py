@@ -10,8 +10,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.eval import check, evaluate
-from cnnlab.train import run
+from cnnlab.cli.eval import check, evaluate
+from cnnlab.cli.train import run
 from conftest import compose_config
 
 TINY = ["data=tiny", "progress_bar=false", "model.width=16"]
@@ -123,7 +123,7 @@ def files_of(run_dir: Path) -> dict[Path, bytes]:
 
 @pytest.mark.parametrize("ckpt", ["best.ckpt", "missing.ckpt"])
 def test_eval_into_a_training_run_or_of_a_missing_checkpoint_changes_nothing(trained, ckpt, caplog):
-    from cnnlab.eval import run as run_eval
+    from cnnlab.cli.eval import run as run_eval
 
     before = files_of(trained)
     cfg = compose_config([f"ckpt_path={trained}/checkpoints/{ckpt}", "progress_bar=false"], trained, name="eval")

@@ -153,7 +153,7 @@ def run_job(cfg: DictConfig, check: Callable[[DictConfig, Path], Any],
             write_metrics(run_dir, {**record, "status": "failed", "error": str(cause), "wall_s": 0.0})
         elif run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # the empty folder Hydra made for this refused run
-        return _end(multirun, EXIT_BAD_INPUT)
+        return _end(multirun, EXIT_BAD_INPUT, str(cause))
     try:
         return _run_checked(cfg, run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
     finally:
@@ -184,7 +184,7 @@ def _run_checked(cfg: DictConfig, run_dir: Path, multirun: bool, record: dict[st
             _save(run_dir, record, start)
             raise
     _save(run_dir, record, start)
-    return record.get("val_acc_best", record.get("test_acc")) if code == 0 else _end(multirun, code)
+    return record.get("val_acc_best", record.get("test_acc")) if code == 0 else _end(multirun, code, record["error"])
 
 
 def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
@@ -192,10 +192,18 @@ def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
     write_metrics(run_dir, record)
 
 
-def _end(multirun: bool, code: int) -> None:
+class RunEnded(SystemExit):
+    """A single run ended with a non-zero exit code; `reason` says why in one line (for in-process callers)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code)
+        self.reason = reason
+
+
+def _end(multirun: bool, code: int, reason: str) -> None:
     """A single run exits with `code` now; in a sweep the job is recorded and the sweep goes on."""
     if not multirun:
-        sys.exit(code)
+        raise RunEnded(code, reason)
     return None
 
 

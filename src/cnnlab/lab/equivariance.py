@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnlab.config import compose_config
 from cnnlab.figures import save_figure
-from cnnlab.lab.cli import build_datamodule, load_model, output_dir, parser
+from cnnlab.lab.tools import build_datamodule, load_model, output_dir, parser
 from cnnlab.runs import console, console_script
 
 

@@ -7,7 +7,7 @@ from rich.table import Table
 from torch import nn
 
 from cnnlab.config import compose_config
-from cnnlab.lab.cli import build_net, parser
+from cnnlab.lab.tools import build_net, parser
 from cnnlab.runs import console, console_script
 
 

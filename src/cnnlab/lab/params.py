@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from cnnlab.config import compose_config
-from cnnlab.lab.cli import build_net, parser
+from cnnlab.lab.tools import build_net, parser
 from cnnlab.models import count_parameters
 from cnnlab.runs import console, console_script
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from rich.table import Table
 
 from cnnlab.figures import save_figure
-from cnnlab.lab.cli import output_dir, parser
+from cnnlab.lab.tools import output_dir, parser
 from cnnlab.runs import console, console_script
 
 

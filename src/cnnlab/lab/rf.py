@@ -7,7 +7,7 @@ import torch
 
 from cnnlab.config import compose_config
 from cnnlab.figures import save_figure
-from cnnlab.lab.cli import load_model, output_dir, parser
+from cnnlab.lab.tools import load_model, output_dir, parser
 from cnnlab.models.receptive_field import (
     empirical_receptive_field,
     final_receptive_field,

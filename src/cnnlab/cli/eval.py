@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from cnnlab import config, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
-from cnnlab.train import build_trainer
+from cnnlab.cli.train import build_trainer
 from cnnlab.training.checkpoints import check_model_matches, saved_config
 from cnnlab.training.module import ImageClassifier
 

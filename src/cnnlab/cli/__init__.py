@@ -1,0 +1,1 @@
+"""The Hydra apps behind `cnnlab-train` and `cnnlab-eval` (`python -m cnnlab.cli.train ...`)."""
