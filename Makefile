@@ -49,8 +49,8 @@ slurm-local:  ## install and start a single-node SLURM cluster on this host (roo
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
 
-mlflow:  ## MLflow's UI over outputs/mlruns (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
-	$(BIN)/mlflow ui --backend-store-uri outputs/mlruns
+mlflow:  ## MLflow's UI over outputs/mlflow.db (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db
 
 tensorboard:  ## make tensorboard DIR=multirun/2026-01-01/12-00-00
 	$(BIN)/tensorboard --logdir $(DIR)

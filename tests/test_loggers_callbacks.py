@@ -48,3 +48,16 @@ def test_early_stopping_ends_the_run_when_val_acc_stops_improving(tmp_path):
     metrics = train(tmp_path, "callbacks=early_stopping", "+callbacks.early_stopping.stopping_threshold=0.0",
                     "trainer.max_epochs=5")
     assert metrics["status"] == "completed" and metrics["epochs"] == 1 and len(metrics["curves"]["val/acc"]) == 1
+
+
+def test_mlflow_logger_gets_the_same_params_and_metrics(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="logger=mlflow is the optional extra: pip install -e '.[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # the store goes to ./outputs/mlflow.db
+    monkeypatch.setenv("PWD", str(tmp_path))
+    metrics = train(tmp_path / "run", "logger=mlflow", "trainer.max_epochs=1")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    (logged,) = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])
+    assert logged.data.params["model/width"] == "8"
+    assert logged.data.metrics["hp/test_acc"] == pytest.approx(metrics["test_acc"])
