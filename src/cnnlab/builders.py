@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.training.hardware import resolve_channels_last
 from cnnlab.training.module import ImageClassifier
 
 
@@ -30,17 +31,8 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ImageClassifi
         schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
         label_smoothing=cfg.label_smoothing,
         config=run_config(cfg),
-        channels_last=resolve_channels_last(cfg.get("channels_last", False)),
+        channels_last=resolve_channels_last(cfg.get("channels_last", False), cfg.trainer.get("accelerator", "auto")),
     )
-
-
-def resolve_channels_last(value: bool | str) -> bool:
-    """channels_last=auto means on when a CUDA GPU is present (convolutions run faster in NHWC there)."""
-    if value == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return bool(value)
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:

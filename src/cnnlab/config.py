@@ -29,17 +29,9 @@ def _config_subdir(resume: str | None, ckpt_path: str | None = None) -> str:
     return f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resume or ckpt_path else ".hydra"
 
 
-def _default_precision() -> str:
-    """bf16 mixed precision where a CUDA GPU runs the job, full fp32 on the CPU."""
-    import torch
-
-    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
-
-
 def register_resolvers() -> None:
     """Register the resolvers used in conf/ (idempotent)."""
-    for name, fn in (("cnnlab_run_dir", _run_dir), ("cnnlab_config_subdir", _config_subdir),
-                     ("cnnlab_default_precision", _default_precision)):
+    for name, fn in (("cnnlab_run_dir", _run_dir), ("cnnlab_config_subdir", _config_subdir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

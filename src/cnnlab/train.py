@@ -27,6 +27,7 @@ from cnnlab.lab.summary import summary_table
 from cnnlab.training.callbacks import (GracefulInterrupt, NonFiniteLossGuard, ReseedEachEpoch, RunInterrupted,
                                        ThroughputMeter)
 from cnnlab.training.checkpoints import resume_checkpoint
+from cnnlab.training.hardware import resolve_run_settings, threads_for_job
 from cnnlab.training.lab_images import LabImages
 from cnnlab.training.records import read_metrics, write_metrics
 
@@ -73,6 +74,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, progress: dict[str, bool]) -> d
     existing metrics.json untouched.
     """
     config.validate(cfg)
+    settings = resolve_run_settings(cfg)  # precision/channels_last `auto` → this machine's choice, logged
     ckpt = resume_checkpoint(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -99,7 +101,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, progress: dict[str, bool]) -> d
         "val_acc_final": val_final, "val_acc_best": val_best, "test_acc": test["test/acc"],
         "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch, "params": params, "receptive_field": rf,
         "train_images_per_s": meter.images_per_second, "best_checkpoint": checkpoint.best_model_path,
-        "world_size": trainer.world_size, "is_global_zero": trainer.is_global_zero,
+        "world_size": trainer.world_size, "is_global_zero": trainer.is_global_zero, **settings,
     }
 
 
@@ -160,8 +162,9 @@ def _exit(multirun: bool, code: int) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Console entry point `cnnlab-train`."""
     torch.set_float32_matmul_precision("high")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    threads = threads_for_job(cfg.get("threads"), HydraConfig.get())  # joblib sweeps split the cores
+    if threads:
+        torch.set_num_threads(threads)
     return run(cfg)
 
 
