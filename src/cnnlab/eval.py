@@ -17,6 +17,7 @@ from cnnlab.quiet import quiet
 from cnnlab.builders import build_datamodule, build_module, count_parameters
 from cnnlab.errors import CnnlabError, user_error
 from cnnlab.training.checkpoints import check_model_matches, load_checkpoint
+from cnnlab.training.hardware import resolve_precision
 from cnnlab.training.records import write_metrics
 
 log = logging.getLogger("cnnlab")
@@ -43,7 +44,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     module = build_module(run_cfg)
     module.load_state_dict(checkpoint["state_dict"])
     datamodule = build_datamodule(run_cfg)
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+    # The precision the run trained and tested in (stored in the checkpoint), so eval reproduces its test numbers.
+    precision = resolve_precision(run_cfg.trainer.get("precision", "32-true"), cfg.trainer.accelerator)
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, precision=precision,
                         enable_progress_bar=bool(cfg.progress_bar), enable_model_summary=False)
     result = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     log.info("test/acc %.4f  test/loss %.4f  (%s)", result["test/acc"], result["test/loss"], cfg.ckpt_path)

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +29,7 @@ from cnnlab.training.callbacks import (GracefulInterrupt, NonFiniteLossGuard, Re
 from cnnlab.training.checkpoints import resume_checkpoint
 from cnnlab.training.hardware import resolve_run_settings, threads_for_job
 from cnnlab.training.lab_images import LabImages
+from cnnlab.training.progress import SteppedRichProgressBar
 from cnnlab.training.records import read_metrics, write_metrics
 
 log = logging.getLogger("cnnlab")
@@ -49,7 +50,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, meter: ThroughputMeter) -> L.T
         callbacks.append(LabImages())
     callbacks += [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if cfg.progress_bar:
-        callbacks.append(RichProgressBar())
+        callbacks.append(SteppedRichProgressBar())  # redraws every 10 batches: see its docstring
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     return hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks,
                                    enable_progress_bar=bool(cfg.progress_bar))

