@@ -190,8 +190,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before each measurement")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats (at least 5 for the docs)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the template, e.g. channels_last=false")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from cnnlab.models.cnn import ConvNet
     from cnnlab.quiet import quiet

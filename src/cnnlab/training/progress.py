@@ -8,9 +8,10 @@ from lightning.pytorch.callbacks import RichProgressBar
 class SteppedRichProgressBar(RichProgressBar):
     """Lightning's RichProgressBar, updated every `every` training batches (and at an epoch's last batch).
 
-    The stock bar updates its task and metrics after every batch and its render thread wakes 100 times a second;
-    rendering takes the GIL from the training loop. py-spy on the default CPU run put the bar's thread at ~6% of
-    the training loop's samples. Every 10 batches is still several redraws a second on a laptop CPU.
+    The stock bar asks for a redraw after every batch and its render thread polls 100 times a second; in a
+    terminal, py-spy on the default CPU run (1 torch thread) found that thread rendering for ~3% of the training
+    loop's samples, holding the GIL the loop needs. Every 10 batches it was below py-spy's resolution, and is
+    still several redraws a second on a laptop CPU.
     """
 
     def __init__(self, every: int = 10, refresh_rate: int = 4, **kwargs) -> None:
