@@ -18,6 +18,7 @@ Reports the median images/s of each over the repeats, a/b and a/c, and the CPU f
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import statistics
@@ -111,10 +112,14 @@ def ceiling_rate(device: torch.device, warmup: int, steps: int) -> float:
     return steps * BATCH / (_now(device) - start)
 
 
+CLOCK = {"name": "wall"}
+
+
 def _now(device: torch.device) -> float:
+    """Wall-clock seconds (default), or this process's CPU seconds with --clock cpu."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter()
+    return time.process_time() if CLOCK["name"] == "cpu" else time.perf_counter()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -133,19 +138,19 @@ def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, ove
     class Clock(ThroughputMeter):  # the run's own meter, plus a clock over steps warmup .. warmup + steps - 1
         def __init__(self) -> None:
             super().__init__()
-            self.start = self.seconds = 0.0
-            self.timed_images = 0
+            self.window_start = self.window_s = 0.0  # not the meter's own `seconds`, which it adds to later
+            self.window_images = 0
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if batch_idx == warmup:
-                self.start = _now(pl_module.device)
+                self.window_start = _now(pl_module.device)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             if batch_idx >= warmup:
-                self.timed_images += len(batch[1])
+                self.window_images += len(batch[1])
             if batch_idx == warmup + steps - 1:
-                self.seconds = _now(pl_module.device) - self.start
+                self.window_s = _now(pl_module.device) - self.window_start
 
     cfg = compose_config(overrides + ["trainer.max_epochs=1", f"+trainer.limit_train_batches={warmup + steps}",
                                       "+trainer.limit_val_batches=1"])
@@ -159,7 +164,7 @@ def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, ove
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir), clock)
         trainer.fit(module, datamodule=datamodule)
-    return clock.timed_images / clock.seconds, settings
+    return clock.window_images / clock.window_s, settings
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -191,16 +196,23 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before each measurement")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats (at least 5 for the docs)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time (what a user waits; needs an idle machine). cpu: this process's CPU "
+                        "time, steadier on a shared machine, but only meaningful with --threads 1 (idle threads "
+                        "spin and would count)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the template, e.g. channels_last=false")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    CLOCK["name"] = args.clock
 
     from cnnlab.models.cnn import ConvNet
     from cnnlab.quiet import quiet
     from cnnlab.training.hardware import cpu_flags
 
     quiet()
+    for name in ("lightning.pytorch", "lightning.fabric", "cnnlab"):  # Trainer set-up chatter, once per repeat
+        logging.getLogger(name).setLevel(logging.WARNING)
     arrays, source = load_data(args.data_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images, labels = arrays[0].to(device), arrays[1].to(device)
@@ -234,7 +246,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}")
     print("cpu flags: " + ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2")))
     print(f"data: {source}; batch {BATCH}; {args.steps} timed steps after {args.warmup} warm-up steps; "
-          f"median of {args.repeats} alternating repeats after a discarded round")
+          f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock")
     print(f"parameters: template CNN {template_params:,}, plain CNN {plain_params:,}"
           + ("" if template_params == plain_params else "  (MISMATCH: the baseline is not the same model)"))
     print(f"template chose: precision={settings.get('precision')}, channels_last={settings.get('channels_last')}\n")
