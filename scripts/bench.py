@@ -249,7 +249,8 @@ def main() -> None:
           f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock")
     print(f"parameters: template CNN {template_params:,}, plain CNN {plain_params:,}"
           + ("" if template_params == plain_params else "  (MISMATCH: the baseline is not the same model)"))
-    print(f"template chose: precision={settings.get('precision')}, channels_last={settings.get('channels_last')}\n")
+    print(f"template overrides: {' '.join(overrides) or 'none (the default config)'}; it chose "
+          f"precision={settings.get('precision')}, channels_last={settings.get('channels_last')}\n")
     labels_ = {"a": "(a) cnnlab-train default loop", "b": "(b) plain eager fp32 NCHW loop",
                "c": "(c) bare model step, bf16 autocast + channels_last"}
     print("| loop | images/s (runs) | median |\n|---|---|---|")
