@@ -6,6 +6,7 @@ setting that trains correctly on the device at hand; an explicit value always wi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -33,7 +34,8 @@ def _lightning_precisions() -> tuple[str, ...]:
         return ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", *_ALIASES)
 
 
-def cpu_flags() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
     """The x86 features that decide CPU speed settings present here: a subset of avx2, avx512f, avx512_bf16, amx_bf16."""
     found: set[str] = set()
     checks = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported",
@@ -51,7 +53,7 @@ def cpu_flags() -> set[str]:
             if line.startswith("flags"):
                 found |= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split())
                 break
-    return found
+    return frozenset(found)
 
 
 def cpu_has_native_bf16() -> bool:
