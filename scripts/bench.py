@@ -133,7 +133,6 @@ def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, ove
     from cnnlab.config import compose_config
     from cnnlab.train import build_trainer
     from cnnlab.training.callbacks import ThroughputMeter
-    from cnnlab.training.hardware import resolve_run_settings
 
     class Clock(ThroughputMeter):  # the run's own meter, plus a clock over steps warmup .. warmup + steps - 1
         def __init__(self) -> None:
@@ -154,7 +153,12 @@ def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, ove
 
     cfg = compose_config(overrides + ["trainer.max_epochs=1", f"+trainer.limit_train_batches={warmup + steps}",
                                       "+trainer.limit_val_batches=1"])
-    settings = resolve_run_settings(cfg)
+    try:
+        from cnnlab.training.hardware import resolve_run_settings
+
+        settings = resolve_run_settings(cfg)
+    except ImportError:  # a cnnlab from before `auto` (PYTHONPATH=<old checkout>/src): before/after comparisons
+        settings = {"precision": cfg.trainer.precision, "channels_last": cfg.get("channels_last")}
     torch.manual_seed(0)
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data = lambda: None  # the arrays are already in memory
@@ -208,7 +212,6 @@ def main() -> None:
 
     from cnnlab.models.cnn import ConvNet
     from cnnlab.quiet import quiet
-    from cnnlab.training.hardware import cpu_flags
 
     quiet()
     for name in ("lightning.pytorch", "lightning.fabric", "cnnlab"):  # Trainer set-up chatter, once per repeat
@@ -241,10 +244,16 @@ def main() -> None:
     med = {name: statistics.median(values) for name, values in rates.items()}
     paired = {k: statistics.median(a / o for a, o in zip(rates["a"], rates[k])) for k in ("b", "c")}
 
-    flags = cpu_flags()
+    try:
+        from cnnlab.training.hardware import cpu_flags
+
+        flags = cpu_flags()  # the same detection `auto` uses
+    except ImportError:
+        flags = None
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}")
-    print("cpu flags: " + ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2")))
+    print("cpu flags: " + (", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2"))
+                           if flags is not None else "unknown (this cnnlab predates training/hardware.py)"))
     print(f"data: {source}; batch {BATCH}; {args.steps} timed steps after {args.warmup} warm-up steps; "
           f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock")
     print(f"parameters: template CNN {template_params:,}, plain CNN {plain_params:,}"
