@@ -206,6 +206,9 @@ def main() -> None:
                         "spin and would count)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the template, e.g. channels_last=false")
     args = p.parse_args()
+    if args.warmup + args.steps < 8 or args.steps < 1:
+        p.error(f"--warmup {args.warmup} --steps {args.steps}: the one-cycle schedules need at least 8 steps in all "
+                f"and at least 1 timed. Fix: e.g. --warmup 3 --steps 15.")
     if args.threads:
         torch.set_num_threads(args.threads)
     CLOCK["name"] = args.clock
