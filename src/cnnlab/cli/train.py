@@ -10,8 +10,9 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import config, runs
@@ -20,7 +21,9 @@ from cnnlab.models.receptive_field import final_receptive_field, too_small_warni
 from cnnlab.models.summary import summary_table
 from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
+from cnnlab.training.hardware import check_device, resolve_precision, resolve_run_settings, threads_for_job
 from cnnlab.training.lab_images import LabImages
+from cnnlab.training.progress import SteppedRichProgressBar
 from cnnlab.training.module import ImageClassifier
 
 log = logging.getLogger("cnnlab")
@@ -37,33 +40,25 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback
         if cfg.lab_images:
             callbacks.append(LabImages())
     if cfg.progress_bar:
-        callbacks.append(RichProgressBar())
+        callbacks.append(SteppedRichProgressBar())  # redraws every 10 batches: see its docstring
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()] if run_dir is not None else []
     if not loggers:  # nothing to write a learning-rate curve to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-                       enable_progress_bar=bool(cfg.progress_bar), precision=resolve_precision(cfg))
-
-
-def resolve_precision(cfg: DictConfig) -> str | int:
-    """trainer.precision=auto: bf16 mixed precision on a CUDA GPU (BN stays fp32 under autocast), else 32-true."""
-    if cfg.trainer.precision != "auto":
-        return cfg.trainer.precision
-    return "bf16-mixed" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "32-true"
+                       enable_progress_bar=bool(cfg.progress_bar),
+                       precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator))
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config without Hydra's section, `auto` values resolved: what rebuilds the run's module."""
-    resolved = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                for k, v in cfg.items() if k != "hydra"}
-    if resolved["channels_last"] == "auto":  # NHWC makes convolutions faster on CUDA GPUs
-        resolved["channels_last"] = torch.cuda.is_available()
-    return resolved
+    """The resolved config without Hydra's section: what rebuilds the run's module (checkpoints store it)."""
+    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in cfg.items() if k != "hydra"}
 
 
 def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
     """Fit and test one configuration; return the numbers that go into metrics.json."""
+    settings = resolve_run_settings(cfg)  # precision/channels_last `auto` → this machine's choice, into cfg
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
     module = ImageClassifier(run_config(cfg))
@@ -74,8 +69,7 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     trainer = build_trainer(cfg, run_dir, [meter, cb.ReseedEachEpoch(cfg.seed)])
     if trainer.is_global_zero:
         runs.console().print(summary_table(module.net))
-        log.info("augment: %s; precision %s; channels_last %s", datamodule.augment, trainer.precision,
-                 module.channels_last)
+        log.info("augment: %s", datamodule.augment)
         if warning := too_small_warning(module.net.features):
             log.warning(warning)
     hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
@@ -94,7 +88,7 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
             "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch,
             "params": params, "receptive_field": rf, "train_images_per_s": meter.images_per_second,
             "best_checkpoint": best_path, "curves": module.curves, "world_size": trainer.world_size,
-            "precision": str(trainer.precision), "channels_last": module.channels_last}
+            **settings}
 
 
 def check(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -102,6 +96,7 @@ def check(cfg: DictConfig, run_dir: Path) -> Path | None:
     (built once, cheaply, and dropped) and the resume; returns the checkpoint to resume from."""
     instantiate(cfg.model)
     instantiate(cfg.data, augment=instantiate(cfg.augment))
+    check_device(cfg)
     return resume_checkpoint(cfg, run_dir)
 
 
@@ -114,8 +109,8 @@ def run(cfg: DictConfig) -> float | None:
 def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra's entry: threads, matmul precision, then the job."""
     torch.set_float32_matmul_precision("high")
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    if threads := threads_for_job(cfg.threads, HydraConfig.get()):
+        torch.set_num_threads(threads)
     return run(cfg)
 
 
