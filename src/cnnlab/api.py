@@ -44,12 +44,14 @@ class Run:
     curves: dict[str, list[float]] = field(default_factory=dict)
 
     def predict(self, images: Any) -> Any:
-        """Class indices for uint8 images (N×3×32×32, as the datasets hold them), normalised as in training."""
+        """Class indices for uint8 images (N×3×32×32, as the datasets hold them), normalised as in training and
+        computed in the run's precision (bf16 autocast where it trained in bf16-mixed)."""
         import torch
         from hydra.utils import instantiate
 
         datamodule = instantiate(self.config.data)  # its normalisation only: no data is loaded
-        with torch.no_grad():
+        bf16 = str(self.config.trainer.precision).startswith("bf16")
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return self.model(datamodule.prepare_batch(torch.as_tensor(images), train=False)).argmax(-1)
 
 
