@@ -28,3 +28,17 @@ class PoisonAt(L.Callback):
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
                 next(pl_module.parameters()).view(-1)[0] = float("nan")
+
+
+class ZeroWeightsAt(L.Callback):
+    """Zero every weight just before the validation of epoch `epoch`: that epoch's val acc drops to the share of
+    the class argmax picks on ties (~10 %), so the best epoch and the final epoch differ for certain."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.zero_()
