@@ -7,11 +7,23 @@ from hydra.utils import instantiate
 
 from cnnlab.builders import build_datamodule, build_module
 from cnnlab.config import config_dir
+from cnnlab.data.cifar10 import CIFAR10DataModule
+from cnnlab.data.tiny import TinyDataModule
+from cnnlab.models.cnn import ConvNet
+from cnnlab.models.fast import FastNet
+from cnnlab.models.mlp import MLP
 from conftest import compose_config
 
 CONF = Path(config_dir())
 GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"}
 OPTIONS = [(g, o) for g, opts in sorted(GROUPS.items()) for o in opts]
+# What each option must build, written from the option's description (not read back from the YAML by code).
+AUGMENT_OPS = {"none": [], "flip": ["hflip"], "vflip": ["vflip"], "crop": ["crop"], "crop_flip": ["crop", "hflip"],
+               "flip_translate": ["crop", "hflip"], "color_jitter": ["color_jitter"], "cutout": ["cutout"],
+               "crop_flip_cutout": ["crop", "hflip", "cutout"], "autoaugment": ["crop", "hflip", "autoaugment"],
+               "trivialaugment": ["crop", "hflip", "trivialaugment"], "rotate90": ["rotate90"]}
+MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
+OPTIM_NAME = {"sgd": "sgd", "adamw": "adamw", "airbench": "sgd"}
 
 
 def test_every_group_has_options():
@@ -26,12 +38,24 @@ def test_every_config_file_composes_and_builds(group, option, tmp_path):
     if group == "augment" and option in ("vflip", "rotate90"):
         overrides.append("augment.allow_label_unsafe=true")
     cfg = compose_config(overrides, tmp_path)
-    if group in ("data", "augment", "model", "optim", "schedule"):
-        build_module(cfg)
-        if group != "data":
-            build_datamodule(cfg)
-        else:
-            instantiate(cfg.data, data_dir=str(tmp_path)) if option == "cifar10" else build_datamodule(cfg)
+    if group == "data":
+        dm = instantiate(cfg.data, data_dir=str(tmp_path)) if option == "cifar10" else build_datamodule(cfg)
+        assert type(dm) is {"cifar10": CIFAR10DataModule, "tiny": TinyDataModule}[option]
+        assert dm.num_classes == 10
+    if group in ("augment", "model", "optim", "schedule"):
+        module, dm = build_module(cfg), build_datamodule(cfg)
+        assert isinstance(dm, TinyDataModule)
+        if group == "augment":
+            assert dm.augment.names == AUGMENT_OPS[option]
+            assert dm.augment.allow_label_unsafe == (option in ("vflip", "rotate90"))
+        if group == "model":
+            assert type(module.net) is MODEL_CLASS[option]
+        if group == "optim":
+            assert module.optim_cfg["name"] == OPTIM_NAME[option] and module.optim_cfg["lr"] > 0
+        if group == "schedule":
+            assert module.schedule_cfg["name"] == option
+    if group == "trainer":
+        assert cfg.trainer.max_epochs > 0 and cfg.trainer._target_.endswith("Trainer")
 
 
 @pytest.mark.parametrize("name", ["train", "eval"])

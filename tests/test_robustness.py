@@ -81,7 +81,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     code, metrics = train(tmp_path, "trainer.max_epochs=3", "+callbacks.poison._target_=helpers.PoisonAt",
                           "+callbacks.poison.epoch=1")
     assert code == 2 and metrics["status"] == "failed"
-    assert "NaN/inf at step" in metrics["error"] and "optim.lr" in metrics["error"]
+    # 600 − 100 validation = 500 training images, batch 64 → ⌈500/64⌉ = 8 steps per epoch (0..7); the weights are
+    # poisoned at the start of epoch 1, so the first NaN loss is step 8 (counted from 0)
+    assert "NaN/inf at step 8 (epoch 1)" in metrics["error"] and "optim.lr=" in metrics["error"]
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
