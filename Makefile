@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: install train eval sweep compare test test-slow test-real bench tensorboard clean
+.PHONY: install train eval sweep compare test test-slow test-real bench tensorboard mutation clean
 
 install:  ## create .venv and install cnnlab (editable) with pinned dependencies
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test:  ## fast suite (CI): smoke trainings on tiny synthetic data
 test-slow:  ## longer checks, including real-data tests when CIFAR-10 is present
 	$(BIN)/python -m pytest -q -m "slow or real_data"
 
+mutation:  ## mutation testing of the module named in mutation.toml (cosmic-ray; minutes per module, not for CI)
+	$(BIN)/pip install -q "cosmic-ray==8.7.0"
+	mkdir -p .mutation
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/cosmic-ray init mutation.toml .mutation/session.sqlite
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/cosmic-ray exec mutation.toml .mutation/session.sqlite
+	$(BIN)/cr-report .mutation/session.sqlite
+
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
 
@@ -39,5 +46,5 @@ tensorboard:  ## make tensorboard DIR=multirun/2026-01-01/12-00-00
 	$(BIN)/tensorboard --logdir $(DIR)
 
 clean:
-	rm -rf outputs multirun lightning_logs .pytest_cache build dist
+	rm -rf outputs multirun lightning_logs .pytest_cache build dist .mutation
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
