@@ -32,12 +32,14 @@ test:  ## fast suite (CI): smoke trainings on tiny synthetic data
 test-slow:  ## longer checks, including real-data tests when CIFAR-10 is present
 	$(BIN)/python -m pytest -q -m "slow or real_data"
 
+# cosmic-ray gets its own venv: it needs SQLAlchemy 2, while the Optuna sweeper pins 1.4. The tests run in .venv.
 mutation:  ## mutation testing of the module named in mutation.toml (cosmic-ray; minutes per module, not for CI)
-	$(BIN)/pip install -q "cosmic-ray==8.7.0"
-	mkdir -p .mutation
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/cosmic-ray init mutation.toml .mutation/session.sqlite
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/cosmic-ray exec mutation.toml .mutation/session.sqlite
-	$(BIN)/cr-report .mutation/session.sqlite
+	test -x .mutation/venv/bin/cosmic-ray || ($(PYTHON) -m venv .mutation/venv && .mutation/venv/bin/pip install -q "cosmic-ray==8.7.0")
+	rm -f .mutation/session.sqlite
+	.mutation/venv/bin/cosmic-ray init mutation.toml .mutation/session.sqlite
+	PATH=$(CURDIR)/$(BIN):$$PATH .mutation/venv/bin/cosmic-ray exec mutation.toml .mutation/session.sqlite
+	@git diff --quiet -- src || echo "WARNING: src/ differs from git; an interrupted run can leave a mutant in place (git diff src)"
+	.mutation/venv/bin/cr-report .mutation/session.sqlite
 
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
