@@ -47,7 +47,8 @@ def trained(tmp_path_factory) -> tuple[Path, dict, dict]:
     run_dir = tmp_path_factory.mktemp("record")
     before = set(threading.enumerate())
     run(compose_config(RUN, run_dir))
-    OPEN_WRITERS.extend(type(t).__name__ for t in set(threading.enumerate()) - before if t.is_alive())
+    OPEN_WRITERS.extend(name for name in (type(t).__name__ for t in set(threading.enumerate()) - before if t.is_alive())
+                        if "Writer" in name)  # tensorboard's _AsyncWriterThread
     # The final hp/* values are written by a background thread that run() leaves open (the xfail below), so
     # wait for them here instead of racing it; the other records are on disk when run() returns.
     deadline = time.time() + 20
@@ -74,7 +75,8 @@ def test_the_run_is_discriminating(trained):
     _, metrics, curves = trained
     val = [v for _, v in curves["val/acc"]]
     assert metrics["status"] == "completed" and len(val) == 2
-    assert val[0] > 0.3 and val[1] < 0.2  # learnt in epoch 0; zeroed weights predict one class in epoch 1
+    # learnt something in epoch 0 (0.40 here); zeroed weights give equal logits → class 0 for all, ~10 % in epoch 1
+    assert val[1] <= 0.2 and val[0] >= val[1] + 0.1
 
 
 def test_val_acc_best_is_the_best_point_of_the_val_curve_and_the_checkpoints_score(trained):
