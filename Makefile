@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench mlflow tensorboard clean
+.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench mutation mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -46,6 +46,15 @@ test-slurm:  ## a real 2-job submitit_slurm sweep (needs a cluster: make slurm-l
 slurm-local:  ## install and start a single-node SLURM cluster on this host (root; idempotent)
 	scripts/slurm_local.sh
 
+# cosmic-ray gets its own venv: it needs SQLAlchemy 2, while the Optuna sweeper pins 1.4. The tests run in .venv.
+mutation:  ## mutation testing of the module named in mutation.toml (cosmic-ray; minutes per module, not for CI)
+	test -x .mutation/venv/bin/cosmic-ray || ($(PYTHON) -m venv .mutation/venv && .mutation/venv/bin/pip install -q "cosmic-ray==8.7.0")
+	rm -f .mutation/session.sqlite
+	.mutation/venv/bin/cosmic-ray init mutation.toml .mutation/session.sqlite
+	PATH=$(CURDIR)/$(BIN):$$PATH .mutation/venv/bin/cosmic-ray exec mutation.toml .mutation/session.sqlite
+	@git diff --quiet -- src || echo "WARNING: src/ differs from git; an interrupted run can leave a mutant in place (git diff src)"
+	.mutation/venv/bin/cr-report .mutation/session.sqlite
+
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
 
@@ -56,5 +65,5 @@ tensorboard:  ## make tensorboard DIR=multirun/2026-01-01/12-00-00
 	$(BIN)/tensorboard --logdir $(DIR)
 
 clean:  ## remove outputs, multirun, caches and build folders
-	rm -rf outputs multirun lightning_logs .pytest_cache build dist
+	rm -rf outputs multirun lightning_logs .pytest_cache build dist .mutation
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

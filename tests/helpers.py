@@ -52,3 +52,17 @@ class BatchCounter(L.Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self.test += 1
+
+
+class ZeroWeightsAt(L.Callback):
+    """Zero every weight just before the validation of epoch `epoch`: that epoch's val acc drops to the share of
+    the class argmax picks on ties (~10 %), so the best epoch and the final epoch differ for certain."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.zero_()

@@ -1,4 +1,7 @@
-"""Each augmentation op changes images exactly as specified, per sample, and never touches labels."""
+"""Each augmentation op changes images exactly as specified, per sample, and never touches labels.
+
+Every test seeds the global RNG (the ops draw from it), so none can pass or fail by chance.
+"""
 
 import pytest
 import torch
@@ -15,9 +18,11 @@ from cnnlab.augment.ops import (
 )
 
 
-def batch(n: int = 64) -> torch.Tensor:
-    torch.manual_seed(0)
-    return torch.rand(n, 3, 32, 32)
+def batch(n: int = 64, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """n random images with values in [low, high), then the global RNG reseeded for the op under test."""
+    x = low + (high - low) * torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    return x
 
 
 def test_none_is_identity():
@@ -31,17 +36,24 @@ def test_flip_mirrors_some_samples_and_keeps_the_rest():
     flipped = torch.tensor([torch.equal(y[i], x[i].flip(-1)) for i in range(len(x))])
     kept = torch.tensor([torch.equal(y[i], x[i]) for i in range(len(x))])
     assert (flipped | kept).all()
-    assert 10 < flipped.sum() < 54  # drawn per sample, p=0.5
+    assert 20 <= flipped.sum() <= 44  # Binomial(64, 0.5): mean 32, sd 4, ±3 sd
+
+
+def test_flip_probability_is_respected():
+    x = batch(400)
+    flipped = sum(torch.equal(yi, xi.flip(-1)) for yi, xi in zip(RandomFlip(p=0.2)(x), x))
+    assert 56 <= flipped <= 104  # Binomial(400, 0.2): mean 80, sd 8, ±3 sd
 
 
 def test_vflip_flips_rows():
     x = batch()
     y = RandomVerticalFlip(p=1.0)(x)
     assert torch.equal(y, x.flip(-2))
+    assert torch.equal(RandomVerticalFlip(p=0.0)(x), x)
 
 
 def test_crop_is_a_window_of_the_zero_padded_image():
-    x = batch(32)
+    x = batch(64)
     y = RandomCrop(padding=4)(x)
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     offsets = set()
@@ -49,7 +61,9 @@ def test_crop_is_a_window_of_the_zero_padded_image():
         matches = [(dy, dx) for dy in range(9) for dx in range(9) if torch.equal(y[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
         assert len(matches) == 1
         offsets.add(matches[0])
-    assert len(offsets) > 5  # each sample gets its own translation
+    assert len(offsets) > 30  # 64 draws from 81 offsets: ~44 distinct expected, one shared offset would give 1
+    # the full ±4 range on both axes (each extreme missed by 64 draws with probability (8/9)^64 ≈ 0.05%)
+    assert {dy for dy, _ in offsets} == {dx for _, dx in offsets} == set(range(9))
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect"])
@@ -65,40 +79,122 @@ def test_crop_takes_the_offsets_drawn_row_first_then_column(mode):
     assert torch.equal(y, expected)
 
 
-def test_cutout_blacks_out_one_square_per_sample():
+def test_reflect_crop_pads_by_mirroring():
+    x = batch(16)
+    y = RandomCrop(padding=2, padding_mode="reflect")(x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    assert all(any(torch.equal(y[i], padded[i, :, dy:dy + 32, dx:dx + 32]) for dy in range(5) for dx in range(5))
+               for i in range(16))
+
+
+def test_cutout_blacks_out_one_size_by_size_square_clipped_only_at_the_border():
     x = batch() + 0.01  # no exact zeros before cutout
     y = Cutout(size=8)(x)
+    full, corners = 0, set()
     for i in range(len(x)):
         zero = (y[i] == 0).all(0)
-        assert 0 < zero.sum() <= 64
+        assert ((y[i] == 0).any(0) == zero).all()  # all channels blacked out together
         rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
-        assert zero.sum() == len(rows) * len(cols)  # a (possibly clipped) rectangle
+        assert zero.sum() == len(rows) * len(cols) > 0  # one rectangle
+        for idx in (rows, cols):  # 8 wide unless it touches an image border
+            assert len(idx) == 8 or idx[0] == 0 or idx[-1] == 31
+            assert len(idx) >= 4  # a centre inside the image keeps at least half the square: 8 // 2
+        full += int(zero.sum() == 64)
+        corners.add((int(rows[0]), int(cols[0])))
         assert torch.equal(y[i][:, ~zero], x[i][:, ~zero])
+    assert full >= 32  # centres in 4..27 on both axes: (24/32)² = 56% of 64 samples ≈ 36 full squares
+    assert len(corners) >= 40  # a centre drawn per sample: 64 draws from 32² places are nearly all distinct
 
 
-def test_color_jitter_changes_colour_within_range():
+def test_color_jitter_with_zero_strength_is_identity():
+    x = batch()
+    assert torch.allclose(ColorJitter(0.0, 0.0, 0.0)(x), x, atol=1e-6)  # up to float rounding of m + (x − m)·1
+
+
+def test_brightness_scales_each_image_by_its_own_factor_within_range():
+    x = batch(64, 0.2, 0.6)  # 0.6 × 1.4 = 0.84: no clipping
+    y = ColorJitter(brightness=0.4, contrast=0.0, saturation=0.0)(x)
+    factors = (y / x).flatten(1)
+    assert torch.allclose(factors, factors[:, :1].expand_as(factors), atol=1e-5)  # one factor per image
+    f = factors[:, 0]
+    assert f.min() >= 0.6 - 1e-6 and f.max() <= 1.4 + 1e-6
+    assert f.min() < 0.7 and f.max() > 1.3 and len(f.unique()) == 64  # uniform on [0.6, 1.4], drawn per sample
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]  # ITU-R 601
+
+
+def test_contrast_keeps_each_images_mean_luma_and_scales_deviations_from_it():
+    x = batch(64, 0.4, 0.6)  # deviations ≤ 0.1 × 1.4: no clipping
+    y = ColorJitter(brightness=0.0, contrast=0.4, saturation=0.0)(x)
+    mean_x, mean_y = luma(x).mean((1, 2)), luma(y).mean((1, 2))
+    assert torch.allclose(mean_x, mean_y, atol=1e-5)
+    scale = ((y - mean_y.view(-1, 1, 1, 1)) / (x - mean_x.view(-1, 1, 1, 1))).flatten(1).median(1).values
+    assert scale.min() >= 0.6 - 1e-4 and scale.max() <= 1.4 + 1e-4 and scale.std() > 0.1
+
+
+def test_saturation_keeps_each_pixels_luma():
+    x = batch(64, 0.4, 0.6)
+    y = ColorJitter(brightness=0.0, contrast=0.0, saturation=0.4)(x)
+    assert torch.allclose(luma(x), luma(y), atol=1e-5)
+    assert not torch.allclose(x, y, atol=1e-3)
+
+
+def test_color_jitter_stays_in_the_unit_range():
     x = batch()
     y = ColorJitter()(x)
-    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
-    assert not torch.allclose(y, x)
+    assert y.min() >= 0 and y.max() <= 1 and (y == 1).any()  # bright images are clipped, not overflowing
 
 
-def test_rotate90_turns_stripes():
-    x = torch.zeros(8, 3, 32, 32)
-    x[:, :, 0::4, :] = 1.0  # horizontal stripes, symmetric under a half turn
-    x[:, :, 3::4, :] = 1.0
+def test_rotate90_turns_each_sample_by_one_of_four_quarter_turns_all_of_which_occur():
+    x = batch(64)
     y = RandomRotate90()(x)
-    turned = [i for i in range(8) if torch.equal(y[i], x[i].transpose(-1, -2))]
-    assert all(torch.equal(y[i], x[i]) or torch.equal(y[i], x[i].transpose(-1, -2)) for i in range(8))
-    assert len(turned) > 0
+    turns = []
+    for i in range(64):
+        matches = [k for k in range(4) if torch.equal(y[i], torch.rot90(x[i], k, dims=(-2, -1)))]
+        assert len(matches) == 1
+        turns += matches
+    counts = torch.bincount(torch.tensor(turns), minlength=4)
+    assert counts.min() >= 6  # 64 draws of 4 equally likely turns: 16 each, sd 3.5, −3 sd ≈ 6
 
 
-def test_autoaugment_policy_runs_per_image():
-    x = batch(16)
-    y = TorchvisionPolicy("autoaugment")(x)
-    assert y.shape == x.shape and y.dtype == x.dtype
-    assert not TorchvisionPolicy("trivialaugment").batched
+def uint8_exact(n: int) -> torch.Tensor:
+    """Images that survive the policy's round trip through uint8 unchanged, so 'changed' means an op ran."""
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0)).float() / 255
+    torch.manual_seed(1)
+    return x
 
 
-def test_pipeline_reports_op_names():
-    assert Augmentation([RandomCrop(), RandomFlip()]).names == ["crop", "hflip"]
+@pytest.mark.parametrize("policy", ["autoaugment", "trivialaugment"])
+def test_torchvision_policies_change_most_images_each_differently(policy):
+    x = uint8_exact(32)
+    y = TorchvisionPolicy(policy)(x)
+    assert y.shape == x.shape and y.dtype == x.dtype and y.min() >= 0 and y.max() <= 1
+    changed = [i for i in range(32) if not torch.equal(y[i], x[i])]
+    # AutoAugment CIFAR-10: every sub-policy applies at least one op with p ≥ 0.2, most far more; an identity
+    # policy changes none. TrivialAugment draws 'Identity' 1 time in 14 (+ zero magnitudes).
+    assert len(changed) >= 16
+    same = uint8_exact(1).expand(32, 3, 32, 32).contiguous()  # one image 32 times: per-image draws differ
+    outputs = {tuple(img.flatten().tolist()) for img in TorchvisionPolicy(policy)(same)}
+    assert len(outputs) >= 8  # one op drawn for the whole batch would give a single output
+    assert not TorchvisionPolicy(policy).batched
+
+
+def test_policy_round_trip_through_uint8_is_lossless():
+    x = uint8_exact(8)
+    policy = TorchvisionPolicy("autoaugment")
+    policy._transform = lambda img: img  # an identity policy: only the float → uint8 → float conversion remains
+    assert torch.equal(policy(x), x)
+    between = batch(8)  # e.g. after colour jitter: snapped to the nearest of the 256 levels, at most half a step away
+    assert (policy(between) - between).abs().max() <= 0.5 / 255 + 1e-7
+
+
+def test_pipeline_applies_ops_in_order_and_reports_their_names():
+    x = batch(8)
+    crop_then_flip = Augmentation([RandomCrop(padding=4), RandomVerticalFlip(p=1.0)])
+    torch.manual_seed(3)
+    y = crop_then_flip(x)
+    torch.manual_seed(3)
+    assert torch.equal(y, RandomCrop(padding=4)(x).flip(-2))
+    assert crop_then_flip.names == ["crop", "vflip"] and Augmentation([RandomCrop(), RandomFlip()]).names == ["crop", "hflip"]

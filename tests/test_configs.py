@@ -3,12 +3,18 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from cnnlab.config import config_dir
 from cnnlab.lab.tools import build_datamodule
 from cnnlab.cli.train import run_config
 from cnnlab.training.module import ImageClassifier
+from cnnlab.data.cifar10 import CIFAR10DataModule
+from cnnlab.data.tiny import TinyDataModule
+from cnnlab.models.cnn import ConvNet
+from cnnlab.models.fast import FastNet
+from cnnlab.models.mlp import MLP
 from conftest import compose_config
 
 CONF = Path(config_dir())
@@ -18,6 +24,13 @@ GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir
 def build_module(cfg):
     return ImageClassifier(run_config(cfg))
 OPTIONS = [(g, o) for g, opts in sorted(GROUPS.items()) for o in opts]
+# What each option must build, written from the option's description (not read back from the YAML by code).
+AUGMENT_OPS = {"none": [], "flip": ["hflip"], "vflip": ["vflip"], "crop": ["crop"], "crop_flip": ["crop", "hflip"],
+               "flip_translate": ["crop", "hflip"], "color_jitter": ["color_jitter"], "cutout": ["cutout"],
+               "crop_flip_cutout": ["crop", "hflip", "cutout"], "autoaugment": ["crop", "hflip", "autoaugment"],
+               "trivialaugment": ["crop", "hflip", "trivialaugment"], "rotate90": ["rotate90"]}
+MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
+OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD}
 
 
 def test_every_group_has_options():
@@ -32,12 +45,27 @@ def test_every_config_file_composes_and_builds(group, option, tmp_path):
     if group == "augment" and option in ("vflip", "rotate90"):
         overrides.append("augment.allow_label_unsafe=true")
     cfg = compose_config(overrides, tmp_path)
-    if group in ("data", "augment", "model", "optim", "schedule"):
-        build_module(cfg)
-        if group != "data":
-            build_datamodule(cfg)
-        else:
-            instantiate(cfg.data, data_dir=str(tmp_path)) if option == "cifar10" else build_datamodule(cfg)
+    if group == "data":
+        dm = instantiate(cfg.data, data_dir=str(tmp_path)) if option == "cifar10" else build_datamodule(cfg)
+        assert type(dm) is {"cifar10": CIFAR10DataModule, "tiny": TinyDataModule}[option]
+        assert dm.num_classes == 10
+    if group in ("augment", "model", "optim", "schedule"):
+        module, dm = build_module(cfg), build_datamodule(cfg)
+        assert isinstance(dm, TinyDataModule)
+        if group == "augment":
+            assert dm.augment.names == AUGMENT_OPS[option]
+            assert dm.augment.allow_label_unsafe == (option in ("vflip", "rotate90"))
+        if group == "model":
+            assert type(module.net) is MODEL_CLASS[option]
+        if group == "optim":
+            optimizer = instantiate(cfg.optim)
+            assert optimizer.func is OPTIM_CLASS[option] and optimizer.keywords["lr"] > 0
+        if group == "schedule":
+            assert instantiate(cfg.schedule).func.__name__ == {"none": "constant"}.get(option, option)
+    if group in ("logger", "callbacks"):
+        assert all(entry._target_.startswith("lightning.pytorch.") for entry in (cfg[group] or {}).values())
+    if group == "trainer":
+        assert cfg.trainer.max_epochs > 0 and cfg.trainer._target_.endswith("Trainer")
 
 
 @pytest.mark.parametrize("name", ["train", "eval"])

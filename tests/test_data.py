@@ -2,14 +2,31 @@
 
 import pickle
 
+import lightning as L
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.augment import Augmentation
 from cnnlab.augment.ops import RandomFlip, RandomRotate90, RandomVerticalFlip
 from cnnlab.data.cifar10 import CIFAR10DataModule
-from cnnlab.data.tiny import TinyDataModule
+from cnnlab.data.tiny import TinyDataModule, make_tiny_images
 from cnnlab.errors import ConfigError, DataError
+
+# The tiny data's per-channel statistics, typed in from data/tiny.py's docstring ("measured on 1,000
+# generated images") so a changed constant or a changed formula shows up here.
+TINY_MEAN, TINY_STD = (0.46, 0.42, 0.43), (0.20, 0.19, 0.20)
+
+
+def by_hand_normalised(raw: torch.Tensor) -> torch.Tensor:
+    """uint8 → (x/255 − mean)/std per channel, written out without the datamodule."""
+    mean, std = torch.tensor(TINY_MEAN).view(1, 3, 1, 1), torch.tensor(TINY_STD).view(1, 3, 1, 1)
+    return (raw.float() / 255 - mean) / std
+
+
+def rows(images: torch.Tensor) -> set[bytes]:
+    """Each image as bytes: identity of a sample independent of where it sits."""
+    return {bytes(img.flatten().tolist()) for img in images}
 
 
 def first_batch(dm, train=True):
@@ -25,7 +42,39 @@ def test_tiny_shapes_dtypes_and_splits():
     x, y, raw = first_batch(dm)
     assert raw.dtype == torch.uint8 and raw.shape == (32, 3, 32, 32)
     assert x.dtype == torch.float32 and x.shape == (32, 3, 32, 32) and y.dtype == torch.int64
-    assert abs(float(x.mean())) < 0.5  # normalised
+
+
+def test_normalisation_is_per_channel_mean_and_std_of_the_data():
+    dm = TinyDataModule(train_count=1000, val_size=100)
+    dm.setup()
+    raw = dm.train_set.tensors[0]
+    x = dm.prepare_batch(raw, train=False)
+    assert torch.allclose(x, by_hand_normalised(raw), atol=1e-5)
+    # the constants were measured on 1,000 images: on 900 of them each channel is ~N(0, 1) to 2 decimals
+    per_channel = x.transpose(0, 1).reshape(3, -1)
+    assert per_channel.mean(1).abs().max() < 0.05 and (per_channel.std(1) - 1).abs().max() < 0.05
+
+
+def test_train_val_and_test_are_disjoint_and_train_plus_val_is_the_whole_training_file():
+    dm = TinyDataModule(train_count=300, test_count=50, val_size=60)
+    dm.setup()
+    all_train, _ = make_tiny_images(300, seed=1234)  # what the datamodule loads, generated independently
+    train, val, test = (rows(s.tensors[0]) for s in (dm.train_set, dm.val_set, dm.test_set))
+    assert len(rows(all_train)) == 300  # every generated image is unique, so bytes identify samples
+    assert (len(train), len(val), len(test)) == (240, 60, 50)
+    assert not train & val and not train & test and not val & test
+    assert train | val == rows(all_train)
+
+
+def test_labels_stay_with_their_images_through_the_split():
+    dm = TinyDataModule(train_count=300, test_count=50, val_size=60)
+    dm.setup()
+    label_of = {}
+    for count, seed in ((300, 1234), (50, 1235)):  # train file, test file (data_seed + 1)
+        images, labels = make_tiny_images(count, seed=seed)
+        label_of.update({bytes(img.flatten().tolist()): int(y) for img, y in zip(images, labels)})
+    for split in (dm.train_set, dm.val_set, dm.test_set):
+        assert [label_of[bytes(img.flatten().tolist())] for img in split.tensors[0]] == split.tensors[1].tolist()
 
 
 def test_fake_cifar_reads_torchvision_layout(fake_cifar):
@@ -67,20 +116,75 @@ def test_same_seed_same_batches_and_different_seed_different_batches():
     assert not torch.equal(labels(3), labels(4))
 
 
-def test_batch_hook_augments_images_and_never_touches_labels():
+def test_prepare_batch_flips_only_when_training():
     dm = TinyDataModule(train_count=200, val_size=40, augment=Augmentation([RandomVerticalFlip(p=1.0)]))
     dm.setup()
-    images, labels = next(iter(dm.train_dataloader()))
-    out_images, out_labels = dm.on_after_batch_transfer((images, labels.clone()), 0)
-    assert torch.equal(out_labels, labels) and out_images.shape == images.shape
+    raw = dm.val_set.tensors[0][:8]
+    assert torch.allclose(dm.prepare_batch(raw, train=False), by_hand_normalised(raw), atol=1e-5)
+    assert torch.allclose(dm.prepare_batch(raw, train=True), by_hand_normalised(raw.flip(-2)), atol=1e-5)
 
 
-def test_validation_is_never_augmented():
-    dm = TinyDataModule(train_count=200, val_size=40, augment=Augmentation([RandomVerticalFlip(p=1.0)]))
-    dm.setup()
-    raw = next(iter(dm.val_dataloader()))[0]
-    assert torch.equal(dm.prepare_batch(raw, train=False), dm.normalize(raw.float() / 255))
-    assert torch.equal(dm.prepare_batch(raw, train=True), dm.normalize(raw.float().flip(-2) / 255))
+class Recorder(L.LightningModule):
+    """A one-parameter module that keeps every batch Lightning hands it, per stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
+
+    def _keep(self, stage, batch):
+        self.seen[stage].append((batch[0].detach().clone(), batch[1].clone()))
+        return (self.w * batch[0].mean()).sum()
+
+    def training_step(self, batch, batch_idx):
+        return self._keep("train", batch)
+
+    def validation_step(self, batch, batch_idx):
+        self._keep("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._keep("test", batch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+@pytest.fixture(scope="module")
+def recorded() -> tuple[TinyDataModule, Recorder]:
+    """One real Trainer fit + test with a flip-always augmentation: what the model actually received."""
+    dm = TinyDataModule(train_count=200, test_count=30, val_size=40, batch_size=64, eval_batch_size=25,
+                        augment=Augmentation([RandomVerticalFlip(p=1.0)]))
+    module = Recorder()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    trainer.test(module, datamodule=dm, verbose=False)
+    return dm, module
+
+
+def test_real_trainer_augments_train_batches_and_keeps_their_labels(recorded):
+    dm, module = recorded
+    images = torch.cat([b[0] for b in module.seen["train"]])
+    labels = torch.cat([b[1] for b in module.seen["train"]])
+    assert len(images) == 160  # 200 − 40 validation images, one epoch
+    # flip every training image by hand and find each received sample among them: every one was flipped, label intact
+    raw, raw_labels = dm.train_set.tensors
+    flipped = by_hand_normalised(raw.flip(-2))
+    found = []
+    for x, y in zip(images, labels):
+        (match,) = ((flipped - x).abs().amax(dim=(1, 2, 3)) < 1e-5).nonzero().flatten().tolist()
+        assert int(raw_labels[match]) == int(y)
+        found.append(match)
+    assert sorted(found) == list(range(160))  # each training image exactly once
+
+
+def test_real_trainer_never_augments_validation_or_test_batches(recorded):
+    dm, module = recorded
+    for stage, split in (("val", dm.val_set), ("test", dm.test_set)):
+        images = torch.cat([b[0] for b in module.seen[stage]])
+        labels = torch.cat([b[1] for b in module.seen[stage]])
+        assert torch.allclose(images, by_hand_normalised(split.tensors[0]), atol=1e-5)  # in order, unflipped
+        assert torch.equal(labels, split.tensors[1])
 
 
 def test_label_unsafe_transform_is_refused_unless_allowed():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models import count_parameters
@@ -42,9 +43,10 @@ def test_stride_pooling_adds_no_parameters():
     assert count_parameters(ConvNet(pool="stride")) == count_parameters(ConvNet(pool="max"))
 
 
-def test_too_deep_is_refused_with_the_largest_valid_depth():
-    with pytest.raises(ConfigError, match=r"model.depth=6 .* largest valid depth is 5"):
-        ConvNet(depth=6)
+@pytest.mark.parametrize("pool", ["max", "avg", "stride"])
+def test_too_deep_is_refused_with_the_largest_valid_depth(pool):
+    with pytest.raises(ConfigError, match=r"model.depth=6 .* largest valid depth is 5"):  # 32 / 2⁵ = 1
+        ConvNet(depth=6, pool=pool)
     ConvNet(depth=6, width=2, pool="none")  # no downsampling: any depth fits
 
 
@@ -63,3 +65,26 @@ def test_bad_model_values_name_the_value_and_the_choices(kwargs, message):
 
 def test_mlp_output_shape():
     assert MLP(hidden=[16]).forward(torch.randn(5, 3, 32, 32)).shape == (5, 10)
+
+
+def test_stride_pooling_puts_stride_two_on_the_last_conv_of_each_block():
+    net = ConvNet(depth=2, width=4, convs_per_block=2, pool="stride")
+    assert [m.stride[0] for m in net.modules() if isinstance(m, nn.Conv2d)] == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("dilation, kernel_size", [(2, 3), (3, 3), (2, 5)])
+def test_dilated_convs_keep_the_spatial_size(dilation, kernel_size):
+    net = ConvNet(depth=2, width=4, pool="none", dilation=dilation, kernel_size=kernel_size)
+    assert net.features(torch.randn(1, 3, 32, 32)).shape == (1, 8, 32, 32)  # 'same' padding = d·(k − 1)/2
+
+
+def test_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    net = ConvNet(depth=1, width=8, dropout=0.5, batchnorm=False)
+    net.train()
+    assert not torch.equal(net(x), net(x))  # a fresh mask each call
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    plain = ConvNet(depth=1, width=8, dropout=0.0, batchnorm=False).train()
+    assert torch.equal(plain(x), plain(x))

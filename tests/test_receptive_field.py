@@ -53,3 +53,18 @@ def test_a_field_smaller_than_the_image_is_flagged(depth, small):
     assert (warning is not None) == small
     if small:
         assert "10×10 is smaller than the 32×32 input" in warning
+
+
+def test_first_unit_centres_follow_padding_and_pooling():
+    layers = receptive_field(ConvNet(depth=3, width=4).features)
+    # start_out = start_in + ((k − 1)/2 − p)·jump_in: 3×3 pad-1 convs keep it, each 2×2 pool adds half its input jump
+    assert [l.start for l in layers] == [0.0, 0.5, 0.5, 1.5, 1.5, 3.5]  # last: pixels 0..7 → centre 3.5
+    unpadded = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5), nn.Conv2d(3, 3, 5, padding=2)))
+    assert [(l.start, l.out_size) for l in unpadded] == [(2.0, 28), (2.0, 28)]  # 5×5 unpadded: centre of 0..4
+
+
+def test_a_field_exactly_the_image_size_is_not_flagged():
+    exact = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 3, 16))  # 2 + (16 − 1)·2 = 32
+    short = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 3, 15))  # 2 + 14·2 = 30
+    assert final_receptive_field(exact) == 32 and too_small_warning(exact) is None
+    assert final_receptive_field(short) == 30 and "30×30 is smaller" in too_small_warning(short)

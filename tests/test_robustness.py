@@ -7,12 +7,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from cnnlab.data.cifar10 import CIFAR10DataModule
 from cnnlab.cli.train import run
+from cnnlab.training.callbacks import NonFiniteLoss, NonFiniteLossGuard
 from conftest import compose_config, write_fake_cifar
 
 TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100"]
@@ -114,9 +116,37 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     code, metrics = train(tmp_path, "trainer.max_epochs=3", "+callbacks.poison._target_=helpers.PoisonAt",
                           "+callbacks.poison.epoch=1")
     assert code == 2 and metrics["status"] == "failed"
-    assert "NaN/inf at step" in metrics["error"] and "optim.lr" in metrics["error"]
+    # 600 − 100 validation = 500 training images, batch 64 → ⌈500/64⌉ = 8 steps per epoch (0..7); the weights are
+    # poisoned at the start of epoch 1, so the first NaN loss is step 8 (counted from 0)
+    assert "NaN/inf at step 8 (epoch 1)" in metrics["error"] and "optim.lr=" in metrics["error"]
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_guard_counts_steps_from_where_a_resumed_run_starts(tmp_path):
+    guard = NonFiniteLossGuard(tmp_path)
+    module = SimpleNamespace(device=torch.device("cpu"), config={"optim": {"lr": 0.1}})
+    trainer = SimpleNamespace(global_step=40, current_epoch=5, precision="32-true")  # resumed at step 40
+    guard.on_train_start(trainer, module)
+    guard.on_train_batch_end(trainer, module, torch.tensor(1.0), None, 0)  # step 40 is fine
+    trainer.global_step = 41
+    guard.on_train_batch_end(trainer, module, torch.tensor(2.0), None, 1)  # step 41 too
+    trainer.global_step = 42
+    with pytest.raises(NonFiniteLoss, match=r"NaN/inf at step 42 \(epoch 5\).*optim.lr=0.1.*No epoch finished"):
+        guard.on_train_batch_end(trainer, module, torch.tensor(float("nan")), None, 2)
+
+
+def test_nan_guard_checking_every_few_steps_still_names_the_first_bad_step(tmp_path):
+    guard = NonFiniteLossGuard(tmp_path, check_every=3)  # as on a GPU, where it looks only every few steps
+    module = SimpleNamespace(device=torch.device("cpu"), config={"optim": {"lr": 0.1}})
+    trainer = SimpleNamespace(global_step=40, current_epoch=5, precision="32-true")
+    guard.on_train_start(trainer, module)
+    for step, loss in ((40, float("nan")), (41, float("inf"))):  # 40 and 41 are not multiples of 3: no look yet
+        trainer.global_step = step
+        guard.on_train_batch_end(trainer, module, torch.tensor(loss), None, step - 40)
+    trainer.global_step = 42
+    with pytest.raises(NonFiniteLoss, match=r"NaN/inf at step 40 "):
+        guard.on_train_batch_end(trainer, module, torch.tensor(float("nan")), None, 2)
 
 
 def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):

@@ -88,7 +88,26 @@ def test_seeds_of_one_setting_are_grouped_with_mean_and_std(sweep, tmp_path):
     compare([sweep_dir], tmp_path)
     summary = (tmp_path / "summary.md").read_text()
     assert "Swept: model.depth." in summary
-    assert summary.count("| 2/2 |") == 2 and summary.count("| 0/2 |") == 1 and " ± " in summary
+    lines = [line for line in summary.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    table = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    # expected from each job's own metrics.json, grouped by depth and averaged here
+    final: dict[str, list[float]] = {}
+    for path in sweep_dir.glob("*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        overrides = (path.parent / ".hydra" / "overrides.yaml").read_text()
+        depth = next(d for d in ("2", "3", "7") if f"model.depth={d}" in overrides)
+        if metrics["status"] == "completed":
+            final.setdefault(depth, []).append(metrics["val_acc_final"])
+    means = {d: sum(v) / len(v) for d, v in final.items()}
+    best_first = sorted(means, key=lambda d: -means[d])
+    assert [r["setting"] for r in table] == [f"model.depth={d}" for d in best_first] + ["model.depth=7"]
+    for row in table[:2]:
+        values = final[row["setting"][-1]]
+        m = sum(values) / 2
+        sd = (sum((v - m) ** 2 for v in values)) ** 0.5  # sample std of two values: √(Σ(v − m)² / 1)
+        assert row["jobs"] == "2/2" and row["val_acc_final"] == f"{100 * m:.2f} ± {100 * sd:.2f}"
+    assert table[2]["jobs"] == "0/2"
 
 
 def test_aug_vs_noaug_runs_on_tiny_data(tmp_path):
