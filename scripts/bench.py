@@ -159,17 +159,17 @@ def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, ove
     cfg = compose_config(overrides + ["trainer.max_epochs=1", f"+trainer.limit_train_batches={warmup + steps}",
                                       "+trainer.limit_val_batches=1"], return_hydra_config=True)
     settings = resolve_run_settings(cfg)
-    torch.manual_seed(0)
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
-    datamodule.prepare_data = lambda: None  # the arrays are already in memory
-    datamodule.load_arrays = lambda: arrays
-    module = ImageClassifier(run_config(cfg))
-    clock = Clock()
     with tempfile.TemporaryDirectory() as run_dir:
         with open_dict(cfg):  # the run directory the callbacks and loggers groups write into, as in a real run
             cfg.hydra.runtime.output_dir = run_dir
             cfg.hydra.job.name = "bench"
         HydraConfig.instance().set_config(cfg)
+        torch.manual_seed(0)
+        datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+        datamodule.prepare_data = lambda: None  # the arrays are already in memory
+        datamodule.load_arrays = lambda: arrays
+        module = ImageClassifier(run_config(cfg))
+        clock = Clock()
         trainer = build_trainer(cfg, Path(run_dir), [clock, ReseedEachEpoch(cfg.seed)])
         trainer.fit(module, datamodule=datamodule)
     return clock.window_images / clock.window_s, settings
