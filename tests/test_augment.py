@@ -197,4 +197,4 @@ def test_pipeline_applies_ops_in_order_and_reports_their_names():
     y = crop_then_flip(x)
     torch.manual_seed(3)
     assert torch.equal(y, RandomCrop(padding=4)(x).flip(-2))
-    assert crop_then_flip.names == ["crop", "vflip"] and Augmentation([RandomCrop(), RandomFlip()]).names == ["crop", "hflip"]
+    assert crop_then_flip.names == ["crop", "vflip"] and Augmentation([RandomCrop(), RandomFlip()]).names == ["crop", "flip"]

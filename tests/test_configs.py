@@ -25,10 +25,10 @@ def build_module(cfg):
     return ImageClassifier(run_config(cfg))
 OPTIONS = [(g, o) for g, opts in sorted(GROUPS.items()) for o in opts]
 # What each option must build, written from the option's description (not read back from the YAML by code).
-AUGMENT_OPS = {"none": [], "flip": ["hflip"], "vflip": ["vflip"], "crop": ["crop"], "crop_flip": ["crop", "hflip"],
-               "flip_translate": ["crop", "hflip"], "color_jitter": ["color_jitter"], "cutout": ["cutout"],
-               "crop_flip_cutout": ["crop", "hflip", "cutout"], "autoaugment": ["crop", "hflip", "autoaugment"],
-               "trivialaugment": ["crop", "hflip", "trivialaugment"], "rotate90": ["rotate90"]}
+AUGMENT_OPS = {"none": [], "flip": ["flip"], "vflip": ["vflip"], "crop": ["crop"], "crop_flip": ["crop", "flip"],
+               "flip_translate": ["crop", "flip"], "color_jitter": ["color_jitter"], "cutout": ["cutout"],
+               "crop_flip_cutout": ["crop", "flip", "cutout"], "autoaugment": ["crop", "flip", "autoaugment"],
+               "trivialaugment": ["crop", "flip", "trivialaugment"], "rotate90": ["rotate90"]}
 MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
 OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD}
 

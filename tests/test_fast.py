@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from cnnlab.data.sampler import DeviceLoader, EpochBatchSampler
+from cnnlab.data.datamodule import DeviceLoader, EpochBatchSampler
 from cnnlab.models import count_parameters
 from cnnlab.models.fast import FastNet
 from cnnlab.training.callbacks import WhitenFromData, whiten_

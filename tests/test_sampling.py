@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from cnnlab.data.sampler import DeviceLoader
-from cnnlab.data.sampler import EpochBatchSampler
+from cnnlab.data.datamodule import DeviceLoader
+from cnnlab.data.datamodule import EpochBatchSampler
 from cnnlab.data.tiny import TinyDataModule
 from cnnlab.training.callbacks import ReseedEachEpoch
 

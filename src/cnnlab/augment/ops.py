@@ -1,6 +1,9 @@
-"""Batched augmentation ops on B×C×H×W float images in [0, 1]: random per sample, one tensor op per batch."""
+"""Augmentation (conf/augment/): a pipeline of batched ops on B×C×H×W float images in [0, 1], each random per
+sample and one tensor op per batch."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torchvision.transforms import v2
@@ -28,7 +31,7 @@ def _coin(x: torch.Tensor, p: float) -> torch.Tensor:
 class RandomFlip(BatchOp):
     """Mirror left-right with probability p (label-safe for natural photos)."""
 
-    name = "hflip"
+    name = "flip"  # as conf/augment/flip.yaml; label_unsafe lists refer to ops by this name
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
@@ -162,3 +165,29 @@ class TorchvisionPolicy(BatchOp):
         as_uint8 = (x * 255).round().to(torch.uint8)
         out = torch.stack([self._transform(img) for img in as_uint8])
         return out.to(x.dtype) / 255
+
+
+class Augmentation:
+    """Apply `ops` in order to a B×C×H×W float batch in [0, 1]; an empty list is the identity."""
+
+    def __init__(self, ops: Sequence[BatchOp] = (), allow_label_unsafe: bool = False) -> None:
+        self.ops = list(ops)
+        self.allow_label_unsafe = allow_label_unsafe
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the ops, e.g. ['crop', 'flip'], used for label-safety checks and logs."""
+        return [op.name for op in self.ops]
+
+    @property
+    def batched(self) -> bool:
+        """True when every op is a pure tensor op (no per-image Python loop)."""
+        return all(op.batched for op in self.ops)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            images = op(images)
+        return images
+
+    def __repr__(self) -> str:
+        return f"Augmentation({', '.join(map(repr, self.ops)) or 'identity'})"
