@@ -44,8 +44,12 @@ class PlainCNN(nn.Module):
         super().__init__()
         layers, c_in = [], 3
         for c_out in (32, 64, 128):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(128, 10)
@@ -76,8 +80,14 @@ def plain_rate(images: torch.Tensor, labels: torch.Tensor, warmup: int, steps: i
     device = images.device
     net = PlainCNN().to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, total_steps=warmup + steps, pct_start=0.25,
-                                                    anneal_strategy="linear", cycle_momentum=False)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=0.05,
+        total_steps=warmup + steps,
+        pct_start=0.25,
+        anneal_strategy="linear",
+        cycle_momentum=False,
+    )
     mean = torch.tensor(CIFAR_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD, device=device).view(1, 3, 1, 1)
     order = torch.randperm(len(images), device=device)
@@ -126,7 +136,9 @@ def _now(device: torch.device) -> float:
 # (a): the template.
 
 
-def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, overrides: list[str]) -> tuple[float, dict]:
+def template_rate(
+    arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, overrides: list[str]
+) -> tuple[float, dict]:
     """(a) Training images/s of cnnlab's default training loop, timed from step `warmup` for `steps` steps;
     also returns the precision and memory layout it chose."""
     from hydra.core.hydra_config import HydraConfig
@@ -156,8 +168,11 @@ def template_rate(arrays: tuple[torch.Tensor, ...], warmup: int, steps: int, ove
             if batch_idx == warmup + steps - 1:
                 self.window_s = _now(pl_module.device) - self.window_start
 
-    cfg = compose_config(overrides + ["trainer.max_epochs=1", f"+trainer.limit_train_batches={warmup + steps}",
-                                      "+trainer.limit_val_batches=1"], return_hydra_config=True)
+    cfg = compose_config(
+        overrides
+        + ["trainer.max_epochs=1", f"+trainer.limit_train_batches={warmup + steps}", "+trainer.limit_val_batches=1"],
+        return_hydra_config=True,
+    )
     settings = resolve_run_settings(cfg)
     with tempfile.TemporaryDirectory() as run_dir:
         with open_dict(cfg):  # the run directory the callbacks and loggers groups write into, as in a real run
@@ -189,10 +204,12 @@ def load_data(data_dir: str | None) -> tuple[tuple[torch.Tensor, ...], str]:
             test_x, test_y = read_split(folder, TEST_FILES)
             return (train_x, train_y, test_x, test_y), f"CIFAR-10 from {folder}"
     gen = torch.Generator().manual_seed(0)
-    arrays = (torch.randint(0, 256, (50000, 3, 32, 32), dtype=torch.uint8, generator=gen),
-              torch.randint(0, 10, (50000,), generator=gen),
-              torch.randint(0, 256, (10000, 3, 32, 32), dtype=torch.uint8, generator=gen),
-              torch.randint(0, 10, (10000,), generator=gen))
+    arrays = (
+        torch.randint(0, 256, (50000, 3, 32, 32), dtype=torch.uint8, generator=gen),
+        torch.randint(0, 10, (50000,), generator=gen),
+        torch.randint(0, 256, (10000, 3, 32, 32), dtype=torch.uint8, generator=gen),
+        torch.randint(0, 10, (10000,), generator=gen),
+    )
     return arrays, "random uint8 (no CIFAR-10 found; pass --data-dir)"
 
 
@@ -204,15 +221,21 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before each measurement")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats (at least 5 for the docs)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall: elapsed time (what a user waits; needs an idle machine). cpu: this process's CPU "
-                        "time, steadier on a shared machine, but only meaningful with --threads 1 (idle threads "
-                        "spin and would count)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time (what a user waits; needs an idle machine). cpu: this process's CPU "
+        "time, steadier on a shared machine, but only meaningful with --threads 1 (idle threads "
+        "spin and would count)",
+    )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the template, e.g. channels_last=false")
     args = p.parse_args()
     if args.warmup + args.steps < 8 or args.steps < 1:
-        p.error(f"--warmup {args.warmup} --steps {args.steps}: the one-cycle schedules need at least 8 steps in all "
-                f"and at least 1 timed. Fix: e.g. --warmup 3 --steps 15.")
+        p.error(
+            f"--warmup {args.warmup} --steps {args.steps}: the one-cycle schedules need at least 8 steps in all "
+            f"and at least 1 timed. Fix: e.g. --warmup 3 --steps 15."
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     CLOCK["name"] = args.clock
@@ -246,7 +269,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in loops}
     names = list(loops)
     for repeat in range(args.repeats):  # rotate the order so drift in machine load hits every loop alike
-        for name in names[repeat % 3:] + names[:repeat % 3]:
+        for name in names[repeat % 3 :] + names[: repeat % 3]:
             rates[name].append(loops[name]())
     med = {name: statistics.median(values) for name, values in rates.items()}
     paired = {k: statistics.median(a / o for a, o in zip(rates["a"], rates[k])) for k in ("b", "c")}
@@ -257,18 +280,35 @@ def main() -> None:
         flags = cpu_flags()  # the same detection `auto` uses
     except ImportError:
         flags = None
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}")
-    print("cpu flags: " + (", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2"))
-                           if flags is not None else "unknown (this cnnlab predates training/hardware.py)"))
-    print(f"data: {source}; batch {BATCH}; {args.steps} timed steps after {args.warmup} warm-up steps; "
-          f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock")
-    print(f"parameters: template CNN {template_params:,}, plain CNN {plain_params:,}"
-          + ("" if template_params == plain_params else "  (MISMATCH: the baseline is not the same model)"))
-    print(f"template overrides: {' '.join(overrides) or 'none (the default config)'}; it chose "
-          f"precision={settings.get('precision')}, channels_last={settings.get('channels_last')}\n")
-    labels_ = {"a": "(a) cnnlab-train default loop", "b": "(b) plain eager fp32 NCHW loop",
-               "c": "(c) bare model step, bf16 autocast + channels_last"}
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}"
+    )
+    print(
+        "cpu flags: "
+        + (
+            ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2"))
+            if flags is not None
+            else "unknown (this cnnlab predates training/hardware.py)"
+        )
+    )
+    print(
+        f"data: {source}; batch {BATCH}; {args.steps} timed steps after {args.warmup} warm-up steps; "
+        f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock"
+    )
+    print(
+        f"parameters: template CNN {template_params:,}, plain CNN {plain_params:,}"
+        + ("" if template_params == plain_params else "  (MISMATCH: the baseline is not the same model)")
+    )
+    print(
+        f"template overrides: {' '.join(overrides) or 'none (the default config)'}; it chose "
+        f"precision={settings.get('precision')}, channels_last={settings.get('channels_last')}\n"
+    )
+    labels_ = {
+        "a": "(a) cnnlab-train default loop",
+        "b": "(b) plain eager fp32 NCHW loop",
+        "c": "(c) bare model step, bf16 autocast + channels_last",
+    }
     print("| loop | images/s (runs) | median |\n|---|---|---|")
     for name, values in rates.items():
         print(f"| {labels_[name]} | {', '.join(f'{v:.0f}' for v in values)} | {med[name]:.0f} |")

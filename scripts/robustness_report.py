@@ -1,6 +1,6 @@
 """Run cnnlab-train / cnnlab-eval on every bad input we guard against; write docs/robustness.md.
 
-    .venv/bin/python scripts/robustness_report.py            # ~3 minutes on 2 CPU cores
+.venv/bin/python scripts/robustness_report.py            # ~3 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ def damaged(root: Path, how: str) -> Path:
         import pickle
 
         import numpy as np
+
         path.write_bytes(pickle.dumps({b"data": np.zeros((20, 1024), np.uint8), b"labels": [0] * 20}))
     elif how == "label out of range":
         import pickle
 
         import numpy as np
+
         path.write_bytes(pickle.dumps({b"data": np.zeros((20, 3072), np.uint8), b"labels": [11] * 20}))
     return root
 
@@ -70,21 +72,45 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("dropout 1.0", "train", TINY + ["model.dropout=1.0"]),
         ("train_subset larger than the training set", "train", TINY + ["data.train_subset=5000"]),
         ("label-unsafe augmentation", "train", TINY + ["augment=rotate90"]),
-        ("data_dir missing, download impossible", "train", ["progress_bar=false", f"data.data_dir={tmp}/nowhere", "data.download=false"]),
-        *[(f"batch file {how}", "train", ["progress_bar=false", f"data.data_dir={damaged(tmp / how.replace(' ', '_'), how)}",
-                                          "data.val_size=10"]) for how in ("truncated", "not a pickle", "wrong shape", "label out of range")],
+        (
+            "data_dir missing, download impossible",
+            "train",
+            ["progress_bar=false", f"data.data_dir={tmp}/nowhere", "data.download=false"],
+        ),
+        *[
+            (
+                f"batch file {how}",
+                "train",
+                [
+                    "progress_bar=false",
+                    f"data.data_dir={damaged(tmp / how.replace(' ', '_'), how)}",
+                    "data.val_size=10",
+                ],
+            )
+            for how in ("truncated", "not a pickle", "wrong shape", "label out of range")
+        ],
         ("eval: checkpoint does not exist", "eval", [f"ckpt_path={tmp}/missing.ckpt"]),
         ("resume: run dir without checkpoint", "train", TINY + [f"resume={tmp}/never-ran"]),
-        ("eval: checkpoint of a different model", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "model.depth=4"]),
+        (
+            "eval: checkpoint of a different model",
+            "eval",
+            [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "model.depth=4"],
+        ),
         ("resume: checkpoint of a different model", "train", TINY + [f"resume={tmp}/good", "model.width=16"]),
         ("eval: file is not a checkpoint", "eval", [f"ckpt_path={tmp}/good/metrics.json"]),
         ("loss diverges to NaN (learning rate 1e4)", "train", TINY + ["optim.lr=1e4", "model.batchnorm=false"]),
         ("same run directory twice", "train", TINY + [f"hydra.run.dir={tmp}/good"]),
         ("resume a completed run", "train", TINY + [f"resume={tmp}/good"]),
-        ("eval into a training run's directory", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt",
-                                                          f"hydra.run.dir={tmp}/good"]),
-        ("eval of a missing checkpoint into a training run", "eval", [f"ckpt_path={tmp}/missing.ckpt",
-                                                                      f"hydra.run.dir={tmp}/good"]),
+        (
+            "eval into a training run's directory",
+            "eval",
+            [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", f"hydra.run.dir={tmp}/good"],
+        ),
+        (
+            "eval of a missing checkpoint into a training run",
+            "eval",
+            [f"ckpt_path={tmp}/missing.ckpt", f"hydra.run.dir={tmp}/good"],
+        ),
     ]
 
 
@@ -98,8 +124,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        subprocess.run([str(BIN / "cnnlab-train"), *TINY, f"hydra.run.dir={tmp}/good"], cwd=tmp, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(BIN / "cnnlab-train"), *TINY, f"hydra.run.dir={tmp}/good"], cwd=tmp, check=True, capture_output=True
+        )
         (tmp / "a_file").write_text("not a folder")
         for i, (what, command, args) in enumerate(cases(tmp)):
             run_dir = tmp / f"run{i}"
@@ -117,8 +144,10 @@ def main() -> None:
                 kept = f"{kept}, {'unchanged' if snapshot(run_dir) == before else 'CHANGED'}"
             shown_args = " ".join(a for a in args if a not in TINY).replace(str(tmp), "$TMP")
             traceback = "yes" if "Traceback" in proc.stdout + proc.stderr else "no"
-            rows.append(f"| {what} | `cnnlab-{command} {shown_args}` | {proc.returncode} | {traceback} | {kept} | "
-                        f"{shown.replace(str(tmp), '$TMP').replace('|', '/')} |")
+            rows.append(
+                f"| {what} | `cnnlab-{command} {shown_args}` | {proc.returncode} | {traceback} | {kept} | "
+                f"{shown.replace(str(tmp), '$TMP').replace('|', '/')} |"
+            )
             print(what, proc.returncode, flush=True)
     OUT.write_text(HEADER + "\n".join(rows) + "\n" + FOOTER)
     print(f"wrote {OUT}")

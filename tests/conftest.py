@@ -32,8 +32,12 @@ def compose_config(overrides: list[str], run_dir: Path | None = None, name: str 
 
 def write_batch(path: Path, images: torch.Tensor, labels: torch.Tensor, bytes_keys: bool = True) -> None:
     """Write uint8 N×3×32×32 images and labels as one batch file in torchvision's pickle layout."""
-    entry = {"batch_label": path.name, "data": images.reshape(len(images), -1).numpy(),
-             "labels": labels.tolist(), "filenames": [f"{i}.png" for i in range(len(images))]}
+    entry = {
+        "batch_label": path.name,
+        "data": images.reshape(len(images), -1).numpy(),
+        "labels": labels.tolist(),
+        "filenames": [f"{i}.png" for i in range(len(images))],
+    }
     if bytes_keys:  # as re-pickled copies store them; the original Python 2 pickles load with str keys
         entry = {k.encode(): v for k, v in entry.items()}
     with open(path, "wb") as f:

@@ -58,7 +58,12 @@ def test_crop_is_a_window_of_the_zero_padded_image():
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     offsets = set()
     for i in range(len(x)):
-        matches = [(dy, dx) for dy in range(9) for dx in range(9) if torch.equal(y[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        matches = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if torch.equal(y[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+        ]
         assert len(matches) == 1
         offsets.add(matches[0])
     assert len(offsets) > 30  # 64 draws from 81 offsets: ~44 distinct expected, one shared offset would give 1
@@ -75,7 +80,7 @@ def test_crop_takes_the_offsets_drawn_row_first_then_column(mode):
     torch.manual_seed(5)
     dy, dx = torch.randint(0, 9, (16, 1)), torch.randint(0, 9, (16, 1))
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode=mode)
-    expected = torch.stack([padded[i, :, dy[i, 0]:dy[i, 0] + 32, dx[i, 0]:dx[i, 0] + 32] for i in range(16)])
+    expected = torch.stack([padded[i, :, dy[i, 0] : dy[i, 0] + 32, dx[i, 0] : dx[i, 0] + 32] for i in range(16)])
     assert torch.equal(y, expected)
 
 
@@ -83,8 +88,10 @@ def test_reflect_crop_pads_by_mirroring():
     x = batch(16)
     y = RandomCrop(padding=2, padding_mode="reflect")(x)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
-    assert all(any(torch.equal(y[i], padded[i, :, dy:dy + 32, dx:dx + 32]) for dy in range(5) for dx in range(5))
-               for i in range(16))
+    assert all(
+        any(torch.equal(y[i], padded[i, :, dy : dy + 32, dx : dx + 32]) for dy in range(5) for dx in range(5))
+        for i in range(16)
+    )
 
 
 def test_cutout_blacks_out_one_size_by_size_square_clipped_only_at_the_border():
@@ -197,4 +204,7 @@ def test_pipeline_applies_ops_in_order_and_reports_their_names():
     y = crop_then_flip(x)
     torch.manual_seed(3)
     assert torch.equal(y, RandomCrop(padding=4)(x).flip(-2))
-    assert crop_then_flip.names == ["crop", "vflip"] and Augmentation([RandomCrop(), RandomFlip()]).names == ["crop", "flip"]
+    assert crop_then_flip.names == ["crop", "vflip"] and Augmentation([RandomCrop(), RandomFlip()]).names == [
+        "crop",
+        "flip",
+    ]

@@ -6,15 +6,15 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cnnlab.config import config_dir
-from cnnlab.lab.tools import build_datamodule
 from cnnlab.cli.train import run_config
-from cnnlab.training.module import ImageClassifier
+from cnnlab.config import config_dir
 from cnnlab.data.cifar10 import CIFAR10DataModule
 from cnnlab.data.tiny import TinyDataModule
+from cnnlab.lab.tools import build_datamodule
 from cnnlab.models.cnn import ConvNet
 from cnnlab.models.fast import FastNet
 from cnnlab.models.mlp import MLP
+from cnnlab.training.module import ImageClassifier
 from conftest import compose_config
 
 CONF = Path(config_dir())
@@ -23,20 +23,41 @@ GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir
 
 def build_module(cfg):
     return ImageClassifier(run_config(cfg))
+
+
 OPTIONS = [(g, o) for g, opts in sorted(GROUPS.items()) for o in opts]
 # What each option must build, written from the option's description (not read back from the YAML by code).
-AUGMENT_OPS = {"none": [], "flip": ["flip"], "vflip": ["vflip"], "crop": ["crop"], "crop_flip": ["crop", "flip"],
-               "flip_translate": ["crop", "flip"], "color_jitter": ["color_jitter"], "cutout": ["cutout"],
-               "crop_flip_cutout": ["crop", "flip", "cutout"], "autoaugment": ["crop", "flip", "autoaugment"],
-               "trivialaugment": ["crop", "flip", "trivialaugment"], "rotate90": ["rotate90"]}
+AUGMENT_OPS = {
+    "none": [],
+    "flip": ["flip"],
+    "vflip": ["vflip"],
+    "crop": ["crop"],
+    "crop_flip": ["crop", "flip"],
+    "flip_translate": ["crop", "flip"],
+    "color_jitter": ["color_jitter"],
+    "cutout": ["cutout"],
+    "crop_flip_cutout": ["crop", "flip", "cutout"],
+    "autoaugment": ["crop", "flip", "autoaugment"],
+    "trivialaugment": ["crop", "flip", "trivialaugment"],
+    "rotate90": ["rotate90"],
+}
 MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
 OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD}
 
 
 def test_every_group_has_options():
     assert {"data", "augment", "model", "optim", "schedule", "trainer"} <= set(GROUPS)
-    assert {"none", "flip", "crop", "crop_flip", "color_jitter", "cutout", "crop_flip_cutout", "autoaugment",
-            "trivialaugment"} <= set(GROUPS["augment"])
+    assert {
+        "none",
+        "flip",
+        "crop",
+        "crop_flip",
+        "color_jitter",
+        "cutout",
+        "crop_flip_cutout",
+        "autoaugment",
+        "trivialaugment",
+    } <= set(GROUPS["augment"])
 
 
 @pytest.mark.parametrize("group, option", OPTIONS)

@@ -112,6 +112,7 @@ def test_same_seed_same_batches_and_different_seed_different_batches():
         dm = TinyDataModule(train_count=200, val_size=40, seed=seed, batch_size=50)
         dm.setup()
         return next(iter(dm.train_dataloader()))[1]
+
     assert torch.equal(labels(3), labels(3))
     assert not torch.equal(labels(3), labels(4))
 
@@ -152,11 +153,24 @@ class Recorder(L.LightningModule):
 @pytest.fixture(scope="module")
 def recorded() -> tuple[TinyDataModule, Recorder]:
     """One real Trainer fit + test with a flip-always augmentation: what the model actually received."""
-    dm = TinyDataModule(train_count=200, test_count=30, val_size=40, batch_size=64, eval_batch_size=25,
-                        augment=Augmentation([RandomVerticalFlip(p=1.0)]))
+    dm = TinyDataModule(
+        train_count=200,
+        test_count=30,
+        val_size=40,
+        batch_size=64,
+        eval_batch_size=25,
+        augment=Augmentation([RandomVerticalFlip(p=1.0)]),
+    )
     module = Recorder()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, datamodule=dm)
     trainer.test(module, datamodule=dm, verbose=False)
     return dm, module
@@ -206,17 +220,31 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
 
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
+
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(DataError, match="download failed: OSError: network is unreachable"):
         CIFAR10DataModule(data_dir=str(tmp_path / "empty"), download=True).prepare_data()
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "truncated or not a pickle"),
-    (lambda p: p.write_text("hello"), "truncated or not a pickle"),
-    (lambda p: p.write_bytes(pickle.dumps({"data": torch.zeros(4, 100, dtype=torch.uint8).numpy(), "labels": [0] * 4})), "shape"),
-    (lambda p: p.write_bytes(pickle.dumps({"data": torch.zeros(4, 3072, dtype=torch.uint8).numpy(), "labels": [0, 1, 2, 12]})), "outside 0..9"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), "truncated or not a pickle"),
+        (lambda p: p.write_text("hello"), "truncated or not a pickle"),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": torch.zeros(4, 100, dtype=torch.uint8).numpy(), "labels": [0] * 4})
+            ),
+            "shape",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": torch.zeros(4, 3072, dtype=torch.uint8).numpy(), "labels": [0, 1, 2, 12]})
+            ),
+            "outside 0..9",
+        ),
+    ],
+)
 def test_damaged_batch_file_is_named_and_left_in_place(fake_cifar, damage, message):
     path = fake_cifar / "cifar-10-batches-py" / "data_batch_3"
     damage(path)
@@ -227,10 +255,13 @@ def test_damaged_batch_file_is_named_and_left_in_place(fake_cifar, damage, messa
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"val_size": 1000}, r"data.val_size=1000 does not fit.*data.val_size=0.1"),
-    ({"val_size": 40, "train_subset": 500}, r"data.train_subset=500 is outside 1..160"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"val_size": 1000}, r"data.val_size=1000 does not fit.*data.val_size=0.1"),
+        ({"val_size": 40, "train_subset": 500}, r"data.train_subset=500 is outside 1..160"),
+    ],
+)
 def test_split_sizes_that_do_not_fit_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         TinyDataModule(train_count=200, **kwargs).setup()

@@ -40,6 +40,7 @@ def test_whitening_bias_trains_only_in_the_first_epochs():
     class At:
         def __init__(self, epoch):
             self.current_epoch = epoch
+
     callback.on_train_epoch_start(At(2), module)
     assert module.net.features[0].bias.requires_grad
     callback.on_train_epoch_start(At(3), module)
@@ -59,8 +60,13 @@ def test_tta_levels_average_the_documented_views():
 
 def test_norm_parameters_get_scaled_lr_and_matching_decay():
     net = FastNet(widths=(8, 8, 8))
-    optimizer = torch.optim.SGD(param_groups(net, {"lr": 1.5, "weight_decay": 0.0013305}, norm_lr_scale=64.0),
-                                lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0013305)
+    optimizer = torch.optim.SGD(
+        param_groups(net, {"lr": 1.5, "weight_decay": 0.0013305}, norm_lr_scale=64.0),
+        lr=1.5,
+        momentum=0.85,
+        nesterov=True,
+        weight_decay=0.0013305,
+    )
     norm, other = optimizer.param_groups
     assert norm["lr"] == 96.0 and other["lr"] == 1.5
     assert norm["lr"] * norm["weight_decay"] == pytest.approx(other["lr"] * other["weight_decay"])
@@ -96,9 +102,21 @@ def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
     from cnnlab.cli.train import run
     from conftest import compose_config
 
-    run(compose_config(["experiment=fast94", "data=tiny", "model.widths=[16,32,32]", "data.batch_size=128",
-                        "trainer.max_steps=-1", "trainer.max_epochs=4", "callbacks.lookahead.start_epoch=1",
-                        "progress_bar=false"], tmp_path))
+    run(
+        compose_config(
+            [
+                "experiment=fast94",
+                "data=tiny",
+                "model.widths=[16,32,32]",
+                "data.batch_size=128",
+                "trainer.max_steps=-1",
+                "trainer.max_epochs=4",
+                "callbacks.lookahead.start_epoch=1",
+                "progress_bar=false",
+            ],
+            tmp_path,
+        )
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["test_acc"] > 0.5 and metrics["test_acc_tta"] > 0.5
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)

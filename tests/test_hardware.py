@@ -1,4 +1,4 @@
-"""Machine-dependent speed settings: precision and channels_last `auto`, threads per joblib job, fp32 where it matters."""
+"""Machine-dependent speed settings: precision and channels_last `auto`, threads per joblib job, fp32 where needed."""
 
 import json
 
@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from cnnlab.errors import ConfigError
 from cnnlab.models.cnn import ConvNet
 from cnnlab.training import hardware
-from cnnlab.training.hardware import (resolve_channels_last, resolve_precision, split_threads, threads_for_job)
+from cnnlab.training.hardware import resolve_channels_last, resolve_precision, split_threads, threads_for_job
 from conftest import compose_config
 
 
@@ -21,11 +21,14 @@ def cpu_only(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
-@pytest.mark.parametrize("bf16, x86, precision, channels_last", [
-    (True, True, "bf16-mixed", True),    # e.g. AMD Zen 4 / Intel Sapphire Rapids (AVX512-BF16, AMX)
-    (False, True, "32-true", True),      # e.g. an AVX2-only laptop: bf16 would be emulated, slower than fp32
-    (False, False, "32-true", False),    # e.g. an ARM CPU: no oneDNN NHWC path
-])
+@pytest.mark.parametrize(
+    "bf16, x86, precision, channels_last",
+    [
+        (True, True, "bf16-mixed", True),  # e.g. AMD Zen 4 / Intel Sapphire Rapids (AVX512-BF16, AMX)
+        (False, True, "32-true", True),  # e.g. an AVX2-only laptop: bf16 would be emulated, slower than fp32
+        (False, False, "32-true", False),  # e.g. an ARM CPU: no oneDNN NHWC path
+    ],
+)
 def test_auto_on_a_cpu_follows_its_features(monkeypatch, cpu_only, bf16, x86, precision, channels_last):
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: bf16)
     monkeypatch.setattr(hardware, "cpu_is_x86_with_onednn", lambda: x86)
@@ -51,17 +54,20 @@ def test_explicit_values_win_over_auto(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(hardware, "cuda_has_native_bf16", lambda: True)
     assert resolve_precision("32-true", "auto") == "32-true"
-    assert resolve_precision(32, "auto") == "32-true"       # Lightning's aliases, in its unified spelling
+    assert resolve_precision(32, "auto") == "32-true"  # Lightning's aliases, in its unified spelling
     assert resolve_precision("bf16", "cpu") == "bf16-mixed"
     assert resolve_precision("16-mixed", "cuda") == "16-mixed"
     assert resolve_channels_last(False, "auto") is False
     assert resolve_channels_last(True, "cpu") is True
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("precision", "bf17-mixed", "trainer.precision='bf17-mixed' is not a valid choice. Valid: auto, 64, 32, 16"),
-    ("channels_last", "yes", "channels_last='yes' is not a valid choice. Valid: auto, true, false"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("precision", "bf17-mixed", "trainer.precision='bf17-mixed' is not a valid choice. Valid: auto, 64, 32, 16"),
+        ("channels_last", "yes", "channels_last='yes' is not a valid choice. Valid: auto, true, false"),
+    ],
+)
 def test_bad_values_name_the_choices_and_the_fix(key, value, message):
     resolve = resolve_precision if key == "precision" else resolve_channels_last
     with pytest.raises(ConfigError, match="Fix:") as info:
@@ -69,8 +75,10 @@ def test_bad_values_name_the_choices_and_the_fix(key, value, message):
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("n_jobs, cores, threads", [(2, 16, 8), (4, 16, 4), (3, 16, 5), (-1, 16, 1), (-2, 16, 1), (-15, 16, 8),
-                                                    (-4, 16, 1), (32, 16, 1), (1, 16, 16)])
+@pytest.mark.parametrize(
+    "n_jobs, cores, threads",
+    [(2, 16, 8), (4, 16, 4), (3, 16, 5), (-1, 16, 1), (-2, 16, 1), (-15, 16, 8), (-4, 16, 1), (32, 16, 1), (1, 16, 16)],
+)
 def test_joblib_jobs_share_the_cores(n_jobs, cores, threads):
     assert split_threads(n_jobs, cores) == threads
     running = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib's count of jobs at once
@@ -78,12 +86,20 @@ def test_joblib_jobs_share_the_cores(n_jobs, cores, threads):
 
 
 def test_threads_per_job_only_change_under_joblib_multirun_when_unset():
-    joblib = OmegaConf.create({"mode": RunMode.MULTIRUN, "launcher": {
-        "_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 4}})
+    joblib = OmegaConf.create(
+        {
+            "mode": RunMode.MULTIRUN,
+            "launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 4},
+        }
+    )
     assert threads_for_job(None, joblib, cores=16) == 4
     assert threads_for_job(3, joblib, cores=16) == 3  # the user's value wins
-    basic = OmegaConf.create({"mode": RunMode.MULTIRUN, "launcher": {
-        "_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}})
+    basic = OmegaConf.create(
+        {
+            "mode": RunMode.MULTIRUN,
+            "launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
+        }
+    )
     assert threads_for_job(None, basic, cores=16) is None  # one job at a time: torch's default
     single = OmegaConf.merge(joblib, {"mode": RunMode.RUN})
     assert threads_for_job(None, single, cores=16) is None
@@ -108,8 +124,9 @@ def test_under_cpu_autocast_bn_statistics_and_the_loss_stay_fp32():
         loss = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
     assert seen["x"].dtype == logits.dtype == torch.bfloat16  # autocast is really on: convs run in bf16
     assert loss.dtype == torch.float32
-    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=0.1).item(),
-                                        rel=1e-6)
+    assert loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=0.1).item(), rel=1e-6
+    )
     # Running statistics: fp32 buffers, updated at fp32 accuracy from the bf16 activations (a bf16 update
     # would be off by ~1e-3 relative).
     batch = seen["x"].float()
@@ -126,8 +143,12 @@ class DtypeProbe(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         bn = next(m for m in pl_module.modules() if isinstance(m, torch.nn.BatchNorm2d))
-        DtypeProbe.seen.update(precision=trainer.precision, loss=loss.dtype, running_mean=bn.running_mean.dtype,
-                               channels_last=pl_module.net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last))
+        DtypeProbe.seen.update(
+            precision=trainer.precision,
+            loss=loss.dtype,
+            running_mean=bn.running_mean.dtype,
+            channels_last=pl_module.net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last),
+        )
 
 
 def test_a_run_records_what_auto_chose(monkeypatch, cpu_only, tmp_path):
@@ -135,14 +156,31 @@ def test_a_run_records_what_auto_chose(monkeypatch, cpu_only, tmp_path):
 
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(hardware, "cpu_is_x86_with_onednn", lambda: True)
-    run(compose_config(["data=tiny", "progress_bar=false", "lab_images=false", "model.width=8", "data.train_count=600",
-                        "data.val_size=100", "trainer.max_epochs=1", "+callbacks.probe._target_=test_hardware.DtypeProbe"],
-                       tmp_path))
+    run(
+        compose_config(
+            [
+                "data=tiny",
+                "progress_bar=false",
+                "lab_images=false",
+                "model.width=8",
+                "data.train_count=600",
+                "data.val_size=100",
+                "trainer.max_epochs=1",
+                "+callbacks.probe._target_=test_hardware.DtypeProbe",
+            ],
+            tmp_path,
+        )
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert metrics["precision"] == "bf16-mixed" and metrics["channels_last"] is True
     assert metrics["threads"] == torch.get_num_threads()
-    assert DtypeProbe.seen == {"precision": "bf16-mixed", "loss": torch.float32, "running_mean": torch.float32, "channels_last": True}
+    assert DtypeProbe.seen == {
+        "precision": "bf16-mixed",
+        "loss": torch.float32,
+        "running_mean": torch.float32,
+        "channels_last": True,
+    }
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]["config"]
     assert saved["trainer"]["precision"] == "bf16-mixed" and saved["channels_last"] is True
 
@@ -150,6 +188,9 @@ def test_a_run_records_what_auto_chose(monkeypatch, cpu_only, tmp_path):
 def test_explicit_precision_in_a_run_is_kept(monkeypatch, cpu_only, tmp_path):
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
     cfg = compose_config(["data=tiny", "trainer.precision=32-true", "channels_last=false"], tmp_path)
-    assert hardware.resolve_run_settings(cfg) == {"precision": "32-true", "channels_last": False,
-                                                  "threads": torch.get_num_threads()}
+    assert hardware.resolve_run_settings(cfg) == {
+        "precision": "32-true",
+        "channels_last": False,
+        "threads": torch.get_num_threads(),
+    }
     assert cfg.trainer.precision == "32-true" and cfg.channels_last is False

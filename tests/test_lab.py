@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from cnnlab.models import count_parameters
 from cnnlab.data.tiny import TinyDataModule
 from cnnlab.lab.equivariance import layer_shift_errors, prediction_change
 from cnnlab.lab.linearity import collapse_to_affine, superposition_error
@@ -143,8 +142,12 @@ def table_rows(out: str) -> list[list[str]]:
 def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch, capsys):
     from cnnlab.lab import equivariance as equivariance_tool
 
-    out = run_tool(equivariance_tool, ["data=tiny", "model.padding_mode=circular", "--shifts", "1", "8",
-                                       "--out", str(tmp_path)], monkeypatch, capsys)
+    out = run_tool(
+        equivariance_tool,
+        ["data=tiny", "model.padding_mode=circular", "--shifts", "1", "8", "--out", str(tmp_path)],
+        monkeypatch,
+        capsys,
+    )
     rows = table_rows(out)
     assert [r[1] for r in rows] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 3  # the default depth-3 CNN
     assert [int(r[2]) for r in rows] == [1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8]  # jump after each layer: ×2 at each pool
@@ -173,11 +176,14 @@ def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
     assert "sharp   │ avg  │     0.500" in out and (tmp_path / "pooling.png").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["model.dpth=3"], "model.dpth is not a key of the config"),
-    (["model=resnet"], "model=resnet is not a config in conf/model/"),
-    (["--ckpt", "/nowhere/best.ckpt"], "checkpoint /nowhere/best.ckpt does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["model.dpth=3"], "model.dpth is not a key of the config"),
+        (["model=resnet"], "model=resnet is not a config in conf/model/"),
+        (["--ckpt", "/nowhere/best.ckpt"], "checkpoint /nowhere/best.ckpt does not exist"),
+    ],
+)
 def test_lab_tools_refuse_bad_input_with_one_line_and_exit_2(argv, message, monkeypatch, capsys):
     from cnnlab.lab import rf as rf_tool
 

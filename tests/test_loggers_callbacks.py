@@ -10,8 +10,14 @@ import yaml
 from cnnlab.cli.train import run
 from conftest import compose_config
 
-TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100",
-        "lab_images=false"]
+TINY = [
+    "data=tiny",
+    "progress_bar=false",
+    "model.width=8",
+    "data.train_count=600",
+    "data.val_size=100",
+    "lab_images=false",
+]
 
 
 def train(run_dir: Path, *extra: str) -> dict:
@@ -45,8 +51,9 @@ def test_callbacks_none_is_the_bare_loop_without_checkpoints(tmp_path):
 
 def test_early_stopping_ends_the_run_when_val_acc_stops_improving(tmp_path):
     # stopping_threshold=0: any val/acc counts as good enough, so the run stops after its first epoch
-    metrics = train(tmp_path, "callbacks=early_stopping", "+callbacks.early_stopping.stopping_threshold=0.0",
-                    "trainer.max_epochs=5")
+    metrics = train(
+        tmp_path, "callbacks=early_stopping", "+callbacks.early_stopping.stopping_threshold=0.0", "trainer.max_epochs=5"
+    )
     assert metrics["status"] == "completed" and metrics["epochs"] == 1 and len(metrics["curves"]["val/acc"]) == 1
 
 

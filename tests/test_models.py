@@ -50,14 +50,17 @@ def test_too_deep_is_refused_with_the_largest_valid_depth(pool):
     ConvNet(depth=6, width=2, pool="none")  # no downsampling: any depth fits
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"pool": "maxx"}, r"model.pool='maxx'.*Valid: max, avg, stride, none"),
-    ({"activation": "tanhh"}, r"model.activation='tanhh'.*Valid: relu, gelu, identity"),
-    ({"depth": 0}, r"model.depth=0 must be a positive integer"),
-    ({"width": -4}, r"model.width=-4 must be a positive integer"),
-    ({"dropout": 1.0}, r"model.dropout=1.0 is outside \[0, 1\)"),
-    ({"kernel_size": 4}, r"model.kernel_size=4 is even"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"pool": "maxx"}, r"model.pool='maxx'.*Valid: max, avg, stride, none"),
+        ({"activation": "tanhh"}, r"model.activation='tanhh'.*Valid: relu, gelu, identity"),
+        ({"depth": 0}, r"model.depth=0 must be a positive integer"),
+        ({"width": -4}, r"model.width=-4 must be a positive integer"),
+        ({"dropout": 1.0}, r"model.dropout=1.0 is outside \[0, 1\)"),
+        ({"kernel_size": 4}, r"model.kernel_size=4 is even"),
+    ],
+)
 def test_bad_model_values_name_the_value_and_the_choices(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ConvNet(**kwargs)

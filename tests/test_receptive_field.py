@@ -34,9 +34,15 @@ def test_dilation_two_3x3_conv_sees_5x5():
 
 def test_pooling_multiplies_the_jump():
     layers = receptive_field(ConvNet(depth=3, width=4).features)
-    assert [(l.kind, l.size, l.jump) for l in layers] == [
-        ("Conv2d", 3, 1), ("MaxPool2d", 4, 2), ("Conv2d", 8, 2), ("MaxPool2d", 10, 4), ("Conv2d", 18, 4), ("MaxPool2d", 22, 8)]
-    assert [l.out_size for l in layers] == [32, 16, 16, 8, 8, 4]
+    assert [(layer.kind, layer.size, layer.jump) for layer in layers] == [
+        ("Conv2d", 3, 1),
+        ("MaxPool2d", 4, 2),
+        ("Conv2d", 8, 2),
+        ("MaxPool2d", 10, 4),
+        ("Conv2d", 18, 4),
+        ("MaxPool2d", 22, 8),
+    ]
+    assert [layer.out_size for layer in layers] == [32, 16, 16, 8, 8, 4]
 
 
 def test_default_cnn_empirical_field_matches_analytic_size():
@@ -58,9 +64,12 @@ def test_a_field_smaller_than_the_image_is_flagged(depth, small):
 def test_first_unit_centres_follow_padding_and_pooling():
     layers = receptive_field(ConvNet(depth=3, width=4).features)
     # start_out = start_in + ((k − 1)/2 − p)·jump_in: 3×3 pad-1 convs keep it, each 2×2 pool adds half its input jump
-    assert [l.start for l in layers] == [0.0, 0.5, 0.5, 1.5, 1.5, 3.5]  # last: pixels 0..7 → centre 3.5
+    assert [layer.start for layer in layers] == [0.0, 0.5, 0.5, 1.5, 1.5, 3.5]  # last: pixels 0..7 → centre 3.5
     unpadded = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5), nn.Conv2d(3, 3, 5, padding=2)))
-    assert [(l.start, l.out_size) for l in unpadded] == [(2.0, 28), (2.0, 28)]  # 5×5 unpadded: centre of 0..4
+    assert [(layer.start, layer.out_size) for layer in unpadded] == [
+        (2.0, 28),
+        (2.0, 28),
+    ]  # 5×5 unpadded: centre of 0..4
 
 
 def test_a_field_exactly_the_image_size_is_not_flagged():

@@ -8,7 +8,6 @@ weights instead of the best, cannot pass by luck.
 import json
 import math
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,14 +23,25 @@ from cnnlab.training.callbacks import ThroughputMeter
 from cnnlab.training.module import ImageClassifier
 from conftest import compose_config
 
+
 def build_module(cfg) -> ImageClassifier:
     return ImageClassifier(run_config(cfg))
 
 
 # fp32 so that the by-hand recomputation below (plain fp32 forward) is exact
-RUN = ["trainer.precision=32-true", "data=tiny", "progress_bar=false", "lab_images=false", "model.width=8", "data.train_count=600",
-       "data.val_size=100", "trainer.max_epochs=2", "seed=5",
-       "+callbacks.zero._target_=helpers.ZeroWeightsAt", "+callbacks.zero.epoch=1"]
+RUN = [
+    "trainer.precision=32-true",
+    "data=tiny",
+    "progress_bar=false",
+    "lab_images=false",
+    "model.width=8",
+    "data.train_count=600",
+    "data.val_size=100",
+    "trainer.max_epochs=2",
+    "seed=5",
+    "+callbacks.zero._target_=helpers.ZeroWeightsAt",
+    "+callbacks.zero.epoch=1",
+]
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -53,8 +63,11 @@ def trained(tmp_path_factory) -> tuple[Path, dict, dict]:
     run_dir = tmp_path_factory.mktemp("record")
     before = set(threading.enumerate())
     run(compose_config(RUN, run_dir))
-    OPEN_WRITERS.extend(name for name in (type(t).__name__ for t in set(threading.enumerate()) - before if t.is_alive())
-                        if "Writer" in name)  # tensorboard's _AsyncWriterThread
+    OPEN_WRITERS.extend(
+        name
+        for name in (type(t).__name__ for t in set(threading.enumerate()) - before if t.is_alive())
+        if "Writer" in name
+    )  # tensorboard's _AsyncWriterThread
     return run_dir, json.loads((run_dir / "metrics.json").read_text()), scalars(run_dir)
 
 
@@ -80,7 +93,9 @@ def test_val_acc_best_is_the_best_point_of_the_val_curve_and_the_checkpoints_sco
     run_dir, metrics, curves = trained
     best = max(v for _, v in curves["val/acc"])
     assert metrics["val_acc_best"] == pytest.approx(best, abs=1e-6)
-    assert metrics["val_acc_best"] == pytest.approx(best_checkpoint_score(run_dir / "checkpoints" / "best.ckpt"), abs=1e-6)
+    assert metrics["val_acc_best"] == pytest.approx(
+        best_checkpoint_score(run_dir / "checkpoints" / "best.ckpt"), abs=1e-6
+    )
     assert [v for _, v in curves["hp/val_acc_best"]][-1] == pytest.approx(best, abs=1e-6)
 
 

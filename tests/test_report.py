@@ -34,14 +34,24 @@ def sweep(tmp_path_factory) -> Path:
     for num, depth, seed in jobs():
         job = root / str(num)
         (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.depth={depth}", f"seed={seed}", "data=tiny"]))
+        (job / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump([f"model.depth={depth}", f"seed={seed}", "data=tiny"])
+        )
         final = FINAL[depth][seed]
         if final is None:
             record = {"status": "failed", "error": f"depth {depth} does not fit", "seed": seed}
         else:
-            record = {"status": "completed", "seed": seed, "val_acc_final": final, "val_acc_best": BEST[depth][seed],
-                      "test_acc": TEST[depth][seed], "params": PARAMS[depth], "receptive_field": 4 * depth,
-                      "epochs": 2 + seed, "wall_s": 10.25 + num}
+            record = {
+                "status": "completed",
+                "seed": seed,
+                "val_acc_final": final,
+                "val_acc_best": BEST[depth][seed],
+                "test_acc": TEST[depth][seed],
+                "params": PARAMS[depth],
+                "receptive_field": 4 * depth,
+                "epochs": 2 + seed,
+                "wall_s": 10.25 + num,
+            }
             if num == 0:  # the run's own per-epoch curves, as cnnlab-train records them
                 record["curves"] = {"train/acc": TRAIN_ACC}
         (job / "metrics.json").write_text(json.dumps(record))
@@ -110,8 +120,13 @@ def test_csv_has_one_row_per_job_in_job_order_with_the_jobs_own_numbers(report, 
         metrics = json.loads((sweep / str(num) / "metrics.json").read_text())
         assert (row["model.depth"], row["seed"], row["status"]) == (str(depth), str(seed), metrics["status"])
         for key in ("val_acc_final", "val_acc_best", "test_acc", "params", "epochs", "wall_s"):
-            assert row[key] == ("" if key not in metrics else f"{metrics[key]:.6g}" if isinstance(metrics[key], float)
-                                else str(metrics[key])), (num, key)
+            assert row[key] == (
+                ""
+                if key not in metrics
+                else f"{metrics[key]:.6g}"
+                if isinstance(metrics[key], float)
+                else str(metrics[key])
+            ), (num, key)
 
 
 def test_train_val_gap_is_last_train_acc_minus_final_val_acc(report):

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cnnlab.data.cifar10 import CIFAR10DataModule
 from cnnlab.cli.train import run
+from cnnlab.data.cifar10 import CIFAR10DataModule
 from cnnlab.training.callbacks import NonFiniteLoss, NonFiniteLossGuard
 from conftest import compose_config, write_fake_cifar
 
@@ -43,26 +43,29 @@ def refused(run_dir: Path, caplog, *extra: str) -> str:
     return caplog.text
 
 
-@pytest.mark.parametrize("override, message", [
-    ("trainer.max_epochs=0", "trainer.max_epochs=0 is out of range: it must be an integer >= 1"),
-    ("data.batch_size=-8", "data.batch_size=-8 is out of range: it must be an integer >= 1"),
-    ("optim.lr=0", "optim.lr=0 is out of range: it must be a number > 0"),
-    ("optim.lr=-0.1", "optim.lr=-0.1 is out of range: it must be a number > 0"),
-    ("optim.momentum=-1", "optim.momentum=-1 is out of range: it must be in [0, 1)"),
-    ("schedule.pct_start=2", "schedule.pct_start=2 is out of range: it must be in (0, 1)"),
-    ("model.dropout=1.5", "model.dropout=1.5 is out of range: it must be in [0, 1)"),
-    ("model.depth=7", "largest valid depth is 5"),
-    ("model.activation=tanh", "Valid: relu, gelu, identity"),
-    ("model.growth=-1", "model.growth=-1 must be a number > 0"),
-    ("model.padding_mode=foo", "model.padding_mode='foo' is not a valid choice"),
-    ("label_smoothing=1.0", "label_smoothing=1.0 is out of range: it must be in [0, 1)"),
-    ("seed=abc", "seed='abc' has the wrong type: it must be an integer"),
-    ("data.val_size=abc", "data.val_size='abc' has the wrong type: it must be an integer or a number"),
-    ("data.train_subset=abc", "data.train_subset='abc' has the wrong type: it must be an integer"),
-    ("threads=-1", "threads=-1 is out of range"),
-    ("+model.foo=1", "model.foo is not a key of this config"),
-    ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is out of range"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 is out of range: it must be an integer >= 1"),
+        ("data.batch_size=-8", "data.batch_size=-8 is out of range: it must be an integer >= 1"),
+        ("optim.lr=0", "optim.lr=0 is out of range: it must be a number > 0"),
+        ("optim.lr=-0.1", "optim.lr=-0.1 is out of range: it must be a number > 0"),
+        ("optim.momentum=-1", "optim.momentum=-1 is out of range: it must be in [0, 1)"),
+        ("schedule.pct_start=2", "schedule.pct_start=2 is out of range: it must be in (0, 1)"),
+        ("model.dropout=1.5", "model.dropout=1.5 is out of range: it must be in [0, 1)"),
+        ("model.depth=7", "largest valid depth is 5"),
+        ("model.activation=tanh", "Valid: relu, gelu, identity"),
+        ("model.growth=-1", "model.growth=-1 must be a number > 0"),
+        ("model.padding_mode=foo", "model.padding_mode='foo' is not a valid choice"),
+        ("label_smoothing=1.0", "label_smoothing=1.0 is out of range: it must be in [0, 1)"),
+        ("seed=abc", "seed='abc' has the wrong type: it must be an integer"),
+        ("data.val_size=abc", "data.val_size='abc' has the wrong type: it must be an integer or a number"),
+        ("data.train_subset=abc", "data.train_subset='abc' has the wrong type: it must be an integer"),
+        ("threads=-1", "threads=-1 is out of range"),
+        ("+model.foo=1", "model.foo is not a key of this config"),
+        ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is out of range"),
+    ],
+)
 def test_bad_values_are_refused_with_one_message_naming_value_and_fix(tmp_path, caplog, override, message):
     log = refused(tmp_path, caplog, override)
     assert message in log and "Fix:" in log.split(message)[1]
@@ -80,8 +83,12 @@ def test_resume_from_a_missing_run_names_the_checkpoint(tmp_path, caplog):
 
 def interrupted_run(run_dir: Path, epoch: int, epochs: int = 3) -> dict:
     """A run stopped by SIGINT during epoch `epoch` (0-based) of `epochs`; returns its record."""
-    code, record = train(run_dir, f"trainer.max_epochs={epochs}", "+callbacks.sig._target_=helpers.SignalAt",
-                         f"+callbacks.sig.epoch={epoch}")
+    code, record = train(
+        run_dir,
+        f"trainer.max_epochs={epochs}",
+        "+callbacks.sig._target_=helpers.SignalAt",
+        f"+callbacks.sig.epoch={epoch}",
+    )
     assert code == 128 + signal.SIGINT and record["status"] == "interrupted"
     return record
 
@@ -96,7 +103,10 @@ def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, 
     code, resumed = train(interrupted_dir, "trainer.max_epochs=3", f"resume={interrupted_dir}")
     assert code == 0 and resumed["status"] == "completed"
     assert [resumed[k] for k in COMPARED] == [straight[k] for k in COMPARED]
-    final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (tmp_path / "straight", interrupted_dir)]
+    final = [
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
+        for d in (tmp_path / "straight", interrupted_dir)
+    ]
     assert final[0]["global_step"] == final[1]["global_step"] == 3 * 8  # 500 images / 64 per batch → 8 steps
     assert all(torch.equal(final[0]["state_dict"][k], final[1]["state_dict"][k]) for k in final[0]["state_dict"])
 
@@ -113,14 +123,17 @@ def test_resume_with_a_different_model_is_refused_and_keeps_the_run_record(tmp_p
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    code, metrics = train(tmp_path, "trainer.max_epochs=3", "+callbacks.poison._target_=helpers.PoisonAt",
-                          "+callbacks.poison.epoch=1")
+    code, metrics = train(
+        tmp_path, "trainer.max_epochs=3", "+callbacks.poison._target_=helpers.PoisonAt", "+callbacks.poison.epoch=1"
+    )
     assert code == 2 and metrics["status"] == "failed"
     # 600 − 100 validation = 500 training images, batch 64 → ⌈500/64⌉ = 8 steps per epoch (0..7); the weights are
     # poisoned at the start of epoch 1, so the first NaN loss is step 8 (counted from 0)
     assert "NaN/inf at step 8 (epoch 1)" in metrics["error"] and "optim.lr=" in metrics["error"]
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    assert last["epoch"] == 0 and all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
 
 
 def test_nan_guard_counts_steps_from_where_a_resumed_run_starts(tmp_path):
@@ -152,8 +165,13 @@ def test_nan_guard_checking_every_few_steps_still_names_the_first_bad_step(tmp_p
 def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
     exe = Path(sys.executable).with_name("cnnlab-train")
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([str(exe), *TINY, "trainer.max_epochs=200", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(exe), *TINY, "trainer.max_epochs=200", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -165,10 +183,15 @@ def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
     assert (run_dir / "checkpoints" / "interrupted.ckpt").exists()
     assert f"resume={run_dir}" in output
     # resume in place from last.ckpt; an early stop ends the resumed run after one more epoch
-    code, resumed = train(run_dir, "trainer.max_epochs=200", "ckpt_path=last",
-                          "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
-                          "+callbacks.stop.monitor=val/acc", "+callbacks.stop.mode=max",
-                          "+callbacks.stop.stopping_threshold=0.0")
+    code, resumed = train(
+        run_dir,
+        "trainer.max_epochs=200",
+        "ckpt_path=last",
+        "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+        "+callbacks.stop.monitor=val/acc",
+        "+callbacks.stop.mode=max",
+        "+callbacks.stop.stopping_threshold=0.0",
+    )
     assert code == 0 and resumed["status"] == "completed"
 
 

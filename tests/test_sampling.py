@@ -7,10 +7,9 @@ compared with the dataset directly, without going through the sampler under test
 from types import SimpleNamespace
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from cnnlab.data.datamodule import DeviceLoader
-from cnnlab.data.datamodule import EpochBatchSampler
+from cnnlab.data.datamodule import DeviceLoader, EpochBatchSampler
 from cnnlab.data.tiny import TinyDataModule
 from cnnlab.training.callbacks import ReseedEachEpoch
 

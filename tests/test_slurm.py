@@ -29,17 +29,21 @@ def default_partition() -> str:
     """The partition to use: $CNNLAB_SLURM_PARTITION, else the one sinfo marks as default; skip if none answers."""
     missing = [tool for tool in ("sbatch", "sinfo") if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"SLURM client tools not found ({', '.join(missing)}); start a local cluster with "
-                    "scripts/slurm_local.sh")
+        pytest.skip(
+            f"SLURM client tools not found ({', '.join(missing)}); start a local cluster with scripts/slurm_local.sh"
+        )
     try:
         proc = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         pytest.skip("sinfo did not answer within 30 s: the SLURM controller is not reachable")
     if proc.returncode != 0:
-        pytest.skip(f"SLURM controller does not answer (sinfo: {proc.stderr.strip()}); start it with "
-                    "scripts/slurm_local.sh")
-    partitions = {name.rstrip("*"): (name.endswith("*"), avail) for name, avail in
-                  (line.split() for line in proc.stdout.splitlines() if line.strip())}
+        pytest.skip(
+            f"SLURM controller does not answer (sinfo: {proc.stderr.strip()}); start it with scripts/slurm_local.sh"
+        )
+    partitions = {
+        name.rstrip("*"): (name.endswith("*"), avail)
+        for name, avail in (line.split() for line in proc.stdout.splitlines() if line.strip())
+    }
     wanted = os.environ.get("CNNLAB_SLURM_PARTITION") or next((p for p, (d, _) in partitions.items() if d), None)
     if wanted not in partitions or partitions[wanted][1] != "up":
         pytest.skip(f"partition {wanted!r} is not up (cluster has: {partitions}); set CNNLAB_SLURM_PARTITION")
@@ -53,18 +57,34 @@ def slurm_sweep(tmp_path_factory):
     root = Path(os.environ.get("CNNLAB_SLURM_DIR") or tmp_path_factory.mktemp("slurm"))
     sweep_dir = root / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     exe = Path(sys.executable).with_name("cnnlab-train")
-    cmd = [str(exe), "-m", "hydra/launcher=submitit_slurm", f"hydra.launcher.partition={partition}",
-           "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1", "hydra.launcher.tasks_per_node=1",
-           "hydra.launcher.mem_gb=2", "threads=1", "data=tiny", "trainer.max_epochs=1", "progress_bar=false",
-           "seed=0,1", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        str(exe),
+        "-m",
+        "hydra/launcher=submitit_slurm",
+        f"hydra.launcher.partition={partition}",
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.tasks_per_node=1",
+        "hydra.launcher.mem_gb=2",
+        "threads=1",
+        "data=tiny",
+        "trainer.max_epochs=1",
+        "progress_bar=false",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the sweep did not end within 600 s (squeue shows whether its jobs still wait or run; without "
-                    f"SLURM accounting, submitit cannot see a job that died before writing its result):\n{e.stderr}")
-    print(f"$ {' '.join(cmd)}\n(exit {proc.returncode} after {time.monotonic() - start:.0f} s)\n{proc.stdout[-3000:]}"
-          f"{proc.stderr[-3000:]}")
+        pytest.fail(
+            f"the sweep did not end within 600 s (squeue shows whether its jobs still wait or run; without "
+            f"SLURM accounting, submitit cannot see a job that died before writing its result):\n{e.stderr}"
+        )
+    print(
+        f"$ {' '.join(cmd)}\n(exit {proc.returncode} after {time.monotonic() - start:.0f} s)\n{proc.stdout[-3000:]}"
+        f"{proc.stderr[-3000:]}"
+    )
     return sweep_dir, proc
 
 
@@ -73,8 +93,11 @@ def test_both_jobs_run_under_slurm_and_complete(slurm_sweep):
     sweep_dir, proc = slurm_sweep
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 of 2 jobs completed" in proc.stdout + proc.stderr  # the sweep-summary callback ran at the end
-    records = {d.name: json.loads((d / "metrics.json").read_text()) for d in sorted(sweep_dir.iterdir())
-               if (d / "metrics.json").exists()}
+    records = {
+        d.name: json.loads((d / "metrics.json").read_text())
+        for d in sorted(sweep_dir.iterdir())
+        if (d / "metrics.json").exists()
+    }
     assert sorted(records) == ["0", "1"]
     assert {r["seed"] for r in records.values()} == {0, 1}
     for record in records.values():
@@ -106,9 +129,21 @@ def test_compare_summarises_the_slurm_sweep(slurm_sweep):
 def test_the_slurm_time_limit_warning_interrupts_with_a_checkpoint(tmp_path):
     """submitit has SLURM send SIGUSR2 `hydra.launcher.signal_delay_s` before the time limit; the run must end as
     'interrupted' with a checkpoint and a resume hint, not as a failed job (submitit's own handler would raise)."""
-    cfg = compose_config(["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600",
-                          "data.val_size=100", "trainer.max_epochs=3", "+callbacks.sig._target_=helpers.SignalAt",
-                          "+callbacks.sig.epoch=1", f"+callbacks.sig.signum={int(signal.SIGUSR2)}"], tmp_path)
+    cfg = compose_config(
+        [
+            "data=tiny",
+            "progress_bar=false",
+            "model.width=8",
+            "data.train_count=600",
+            "data.val_size=100",
+            "trainer.max_epochs=3",
+            "+callbacks.sig._target_=helpers.SignalAt",
+            "+callbacks.sig.epoch=1",
+            f"+callbacks.sig.signum={int(signal.SIGUSR2)}",
+        ],
+        tmp_path,
+    )
+
     def submitit_handler(signum, frame):  # what submitit installs in a SLURM job: give up on the job
         raise RuntimeError("Job not requeued because: timed-out too many times.")
 
@@ -122,4 +157,6 @@ def test_the_slurm_time_limit_warning_interrupts_with_a_checkpoint(tmp_path):
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "interrupted" and record["signal"] == signal.SIGUSR2
     assert "SIGUSR2 received at epoch 1" in record["error"]
-    assert (tmp_path / "checkpoints" / "interrupted.ckpt").exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert (tmp_path / "checkpoints" / "interrupted.ckpt").exists() and (
+        tmp_path / "checkpoints" / "last.ckpt"
+    ).exists()

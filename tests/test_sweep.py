@@ -8,37 +8,52 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
-import optuna
-
 from cnnlab.report.compare import compare
-from cnnlab.sweep import study_from_jobs, summarise_study
 from cnnlab.runs import write_metrics
+from cnnlab.sweep import study_from_jobs, summarise_study
 from conftest import compose_config
 
-FAST = ["data=tiny", "trainer.max_epochs=1", "model.width=8", "progress_bar=false", "data.train_count=600",
-        "data.val_size=100"]
+FAST = [
+    "data=tiny",
+    "trainer.max_epochs=1",
+    "model.width=8",
+    "progress_bar=false",
+    "data.train_count=600",
+    "data.val_size=100",
+]
 
 
 def multirun(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("cnnlab-train")
-    return subprocess.run([str(exe), "-m", *args, *FAST, f"hydra.sweep.dir={sweep_dir}"], cwd=sweep_dir.parent,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(exe), "-m", *args, *FAST, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=sweep_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """depth_pool_aug narrowed to 6 jobs over two seeds; the two with depth 7 cannot work."""
     sweep_dir = tmp_path_factory.mktemp("sweeps") / "depth_pool"
-    proc = multirun(sweep_dir, "experiment=depth_pool_aug", "model.depth=2,3,7", "model.pool=max", "augment=none",
-                    "seed=0,1")
+    proc = multirun(
+        sweep_dir, "experiment=depth_pool_aug", "model.depth=2,3,7", "model.pool=max", "augment=none", "seed=0,1"
+    )
     return sweep_dir, proc
 
 
 def test_every_job_gets_its_own_directory_and_metrics(sweep):
     sweep_dir, _ = sweep
-    statuses = {d.name: json.loads((d / "metrics.json").read_text())["status"] for d in sweep_dir.iterdir() if d.is_dir() and d.name != "tb"}
+    statuses = {
+        d.name: json.loads((d / "metrics.json").read_text())["status"]
+        for d in sweep_dir.iterdir()
+        if d.is_dir() and d.name != "tb"
+    }
     assert sorted(statuses) == [str(i) for i in range(6)]
     assert sorted(statuses.values()) == ["completed"] * 4 + ["failed"] * 2
 
@@ -164,23 +179,33 @@ def test_optuna_study_in_sqlite_survives_and_continues(tmp_path):
 
 def test_optuna_summary_of_a_sweep_without_storage(tmp_path):
     """Jobs written as the Optuna sweeper writes them; one failed. Expected values are the jobs' own numbers."""
-    jobs = [("0", ["optim.lr=0.05", "optim.weight_decay=1e-05", "model.width=32"], "completed", 0.61),
-            ("1", ["optim.lr=0.2", "optim.weight_decay=0.003", "model.width=16"], "completed", 0.74),
-            ("2", ["optim.lr=0.4", "optim.weight_decay=0.0001", "model.width=64"], "failed", None)]
+    jobs = [
+        ("0", ["optim.lr=0.05", "optim.weight_decay=1e-05", "model.width=32"], "completed", 0.61),
+        ("1", ["optim.lr=0.2", "optim.weight_decay=0.003", "model.width=16"], "completed", 0.74),
+        ("2", ["optim.lr=0.4", "optim.weight_decay=0.0001", "model.width=64"], "failed", None),
+    ]
     for name, overrides, status, value in jobs:
         (tmp_path / name / ".hydra").mkdir(parents=True)
         (tmp_path / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
         write_metrics(tmp_path / name, {"status": status, "val_acc_best": value})
-    space = {"optim.lr": "tag(log, interval(0.005, 0.5))", "optim.weight_decay": "tag(log, interval(1e-5, 1e-2))",
-             "model.width": "choice(16, 32, 64)"}
+    space = {
+        "optim.lr": "tag(log, interval(0.005, 0.5))",
+        "optim.weight_decay": "tag(log, interval(1e-5, 1e-2))",
+        "model.width": "choice(16, 32, 64)",
+    }
     summary = summarise_study(study_from_jobs(tmp_path, space, "maximize"))
     assert summary["n_trials"] == 3 and summary["trials_by_state"] == {"COMPLETE": 2, "FAIL": 1}
-    assert summary["best"] == {"number": 1, "value": 0.74,
-                               "params": {"optim.lr": 0.2, "optim.weight_decay": 0.003, "model.width": 16}}
+    assert summary["best"] == {
+        "number": 1,
+        "value": 0.74,
+        "params": {"optim.lr": 0.2, "optim.weight_decay": 0.003, "model.width": 16},
+    }
 
 
-@pytest.mark.parametrize("launcher, target", [
-    ("joblib", "JoblibLauncher"), ("submitit_slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher")])
+@pytest.mark.parametrize(
+    "launcher, target",
+    [("joblib", "JoblibLauncher"), ("submitit_slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher")],
+)
 def test_launcher_configs_compose(launcher, target, tmp_path):
     cfg = compose_config(["experiment=depth_pool_aug", f"hydra/launcher={launcher}"], tmp_path)
     assert cfg.hydra.launcher._target_.endswith(target)
@@ -235,5 +260,9 @@ def test_tensorboard_names_each_sweep_job_by_what_it_changed(sweep):
     sweep_dir, _ = sweep
     # model.pool=max and augment=none are the same for every job; depth 7 was refused before it logged
     assert sorted(p.name for p in (sweep_dir / "tb").iterdir()) == [
-        "model.depth=2,seed=0", "model.depth=2,seed=1", "model.depth=3,seed=0", "model.depth=3,seed=1"]
+        "model.depth=2,seed=0",
+        "model.depth=2,seed=1",
+        "model.depth=3,seed=0",
+        "model.depth=3,seed=1",
+    ]
     assert all(any(p.glob("events.out.tfevents.*")) for p in (sweep_dir / "tb").iterdir())

@@ -50,8 +50,17 @@ def test_two_epochs_on_tiny_beat_chance_by_a_wide_margin(trained):
 
 def test_run_writes_tensorboard_curves_and_checkpoints(trained):
     tags = scalar_tags(trained)
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "lr-SGD", "gap/acc",
-            "hp/val_acc_best", "hp/test_acc"} <= tags
+    assert {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/acc",
+        "lr-SGD",
+        "gap/acc",
+        "hp/val_acc_best",
+        "hp/test_acc",
+    } <= tags
     assert (trained / "checkpoints" / "best.ckpt").exists() and (trained / "checkpoints" / "last.ckpt").exists()
 
 
@@ -61,9 +70,16 @@ def test_run_logs_lab_images_to_tensorboard(trained):
         acc = EventAccumulator(str(events), size_guidance={"images": 0})
         acc.Reload()
         images |= set(acc.Tags()["images"])
-    assert {"inputs/augmented_train_samples", "filters/first_layer_start", "filters/first_layer_end",
-            "feature_maps_end/block1", "feature_maps_end/block3", "receptive_field/empirical_start",
-            "receptive_field/empirical_end", "confusion_matrix/test"} <= images
+    assert {
+        "inputs/augmented_train_samples",
+        "filters/first_layer_start",
+        "filters/first_layer_end",
+        "feature_maps_end/block1",
+        "feature_maps_end/block3",
+        "receptive_field/empirical_start",
+        "receptive_field/empirical_end",
+        "confusion_matrix/test",
+    } <= images
 
 
 def test_eval_round_trip_reproduces_the_test_accuracy(trained, tmp_path):
@@ -99,13 +115,22 @@ def test_refuses_to_overwrite_a_finished_run(trained, caplog):
     before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
         run(compose_config(TINY, trained))
-    assert exit_info.value.code == 2 and "already holds a run (status completed); it is never overwritten" in caplog.text
+    assert (
+        exit_info.value.code == 2 and "already holds a run (status completed); it is never overwritten" in caplog.text
+    )
     assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
 
 
 def test_ddp_simulation_runs_the_same_code_on_two_processes(tmp_path):
-    proc = cli("data=tiny", "trainer=ddp_sim", "trainer.max_epochs=1", "progress_bar=false", "model.width=16",
-               f"hydra.run.dir={tmp_path}/ddp", cwd=tmp_path)
+    proc = cli(
+        "data=tiny",
+        "trainer=ddp_sim",
+        "trainer.max_epochs=1",
+        "progress_bar=false",
+        "model.width=16",
+        f"hydra.run.dir={tmp_path}/ddp",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["world_size"] == 2

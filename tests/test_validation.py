@@ -58,8 +58,14 @@ def test_the_defaults_pass():
 
 def test_values_of_an_accepted_other_type_pass():
     defaults = compose_config([])
-    for key, value in [("data.val_size", 0.1), ("channels_last", True), ("trainer.precision", 32),
-                       ("trainer.devices", "auto"), ("data.train_subset", 500), ("optim.lr", 1)]:
+    for key, value in [
+        ("data.val_size", 0.1),
+        ("channels_last", True),
+        ("trainer.precision", 32),
+        ("trainer.devices", "auto"),
+        ("data.train_subset", 500),
+        ("optim.lr", 1),
+    ]:
         cfg = compose_config([])
         OmegaConf.update(cfg, key, value, merge=False)
         validate(cfg, defaults)
@@ -67,8 +73,15 @@ def test_values_of_an_accepted_other_type_pass():
 
 def test_the_leaves_cover_nested_groups():
     keys = _leaves(compose_config([]))
-    assert {"model.depth", "optim.lr", "schedule.pct_start", "trainer.max_epochs", "data.batch_size",
-            "augment.ops", "seed"} <= set(keys)
+    assert {
+        "model.depth",
+        "optim.lr",
+        "schedule.pct_start",
+        "trainer.max_epochs",
+        "data.batch_size",
+        "augment.ops",
+        "seed",
+    } <= set(keys)
     assert isinstance(keys["augment.ops"], ListConfig) and not isinstance(keys["model.depth"], DictConfig)
 
 
@@ -81,8 +94,13 @@ CLI_CASES = [
 @pytest.mark.parametrize("args, message", CLI_CASES)
 def test_the_command_line_refuses_bad_input_with_one_line_and_exit_2(tmp_path, args, message):
     exe = Path(sys.executable).with_name("cnnlab-train")
-    proc = subprocess.run([str(exe), "data=tiny", *args, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "data=tiny", *args, f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-2000:]
     assert message in output and "Traceback" not in output

@@ -66,8 +66,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     if metrics is None:
-        raise CnnlabError(f"{run_dir} holds no run (no metrics.json). Fix: pass a run directory, "
-                          f"e.g. outputs/runs/<date>/<time>.")
+        raise CnnlabError(
+            f"{run_dir} holds no run (no metrics.json). Fix: pass a run directory, e.g. outputs/runs/<date>/<time>."
+        )
     module = load_classifier(run_dir / "checkpoints" / f"{checkpoint}.ckpt")
     return Run(run_dir, module, OmegaConf.create(module.config), metrics, metrics.get("curves") or {})
 

@@ -37,7 +37,11 @@ def _tensorboard_dir() -> str:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return str(Path(hydra_cfg.runtime.output_dir) / "tb")
     sweep_dir = Path(hydra_cfg.sweep.dir)
-    given = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task if (sweep_dir / "multirun.yaml").exists() else []
+    given = (
+        OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
+        if (sweep_dir / "multirun.yaml").exists()
+        else []
+    )
     fixed = {o.split("=", 1)[0] for o in given if "=" in o and not any(c in o.split("=", 1)[1] for c in ",(")}
     changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] not in fixed and not o.startswith("hydra")]
     return str(sweep_dir / "tb" / (",".join(changed).replace("/", "_") or str(hydra_cfg.job.num)))
@@ -73,20 +77,36 @@ def hydra_error_line(exc: Exception) -> str:
         missing = text.split("Could not find '")[1].split("'")[0]
         group, option = missing.rsplit("/", 1) if "/" in missing else ("", missing)
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
-        return (f"{group}={option} is not a config in conf/{group}/. Valid: {', '.join(options)}. "
-                f"Fix: e.g. {group}={options[0] if options else '...'}.")
+        return (
+            f"{group}={option} is not a config in conf/{group}/. Valid: {', '.join(options)}. "
+            f"Fix: e.g. {group}={options[0] if options else '...'}."
+        )
     if "Could not override '" in text:  # an unknown key, e.g. model.dpth=3
         key = text.split("Could not override '")[1].split("'")[0]
-        return (f"{key} is not a key of the config. Fix: check its spelling (cnnlab-train --cfg job lists every "
-                f"key), or add a new key on purpose with +{key}=...")
+        return (
+            f"{key} is not a key of the config. Fix: check its spelling (cnnlab-train --cfg job lists every "
+            f"key), or add a new key on purpose with +{key}=..."
+        )
     return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
 
 
 # Keys whose default is null or whose valid values have several types: the types they accept.
-NULLABLE = {"data.train_subset": (int,), "threads": (int,), "resume": (str,), "ckpt_path": (str,),
-            "trainer.max_steps": (int,), "debug": (str,)}
-UNION = {"channels_last": (bool, str), "data.on_device": (bool, str), "trainer.precision": (str, int),
-         "trainer.devices": (int, str, list), "data.val_size": (int, float), "compile": (bool,)}
+NULLABLE = {
+    "data.train_subset": (int,),
+    "threads": (int,),
+    "resume": (str,),
+    "ckpt_path": (str,),
+    "trainer.max_steps": (int,),
+    "debug": (str,),
+}
+UNION = {
+    "channels_last": (bool, str),
+    "data.on_device": (bool, str),
+    "trainer.precision": (str, int),
+    "trainer.devices": (int, str, list),
+    "data.val_size": (int, float),
+    "compile": (bool,),
+}
 FREE_FORM = ("callbacks", "logger", "data.label_unsafe")  # mappings of the user's own objects: any key
 
 
@@ -106,8 +126,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "data.batch_size": (lambda v: v >= 1, "an integer >= 1", "128"),
     "data.eval_batch_size": (lambda v: v >= 1, "an integer >= 1", "500"),
     "data.train_subset": (lambda v: v >= 1, "an integer >= 1 (or null for all)", "5000"),
-    "data.val_size": (lambda v: v >= 0 and (isinstance(v, int) or v < 1),
-                      "a count >= 0 or a fraction in [0, 1)", "5000"),
+    "data.val_size": (
+        lambda v: v >= 0 and (isinstance(v, int) or v < 1),
+        "a count >= 0 or a fraction in [0, 1)",
+        "5000",
+    ),
     "data.on_device": (lambda v: v in (True, False, "auto"), "auto, true or false", "auto"),
     "optim.lr": (lambda v: v > 0, "a number > 0", "0.05"),
     "optim.momentum": (_between(0, 1), "in [0, 1)", "0.9"),
@@ -119,7 +142,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "schedule.start": (lambda v: v >= 0, "a number >= 0", "0.2"),
     "schedule.end": (lambda v: v >= 0, "a number >= 0", "0.07"),
     "model.dropout": (_between(0, 1), "in [0, 1)", "0.1"),
-    "trainer.accelerator": (lambda v: v in ("auto", "cpu", "gpu", "cuda", "mps"), "auto, cpu, gpu, cuda or mps", "auto"),
+    "trainer.accelerator": (
+        lambda v: v in ("auto", "cpu", "gpu", "cuda", "mps"),
+        "auto, cpu, gpu, cuda or mps",
+        "auto",
+    ),
 }
 
 
@@ -166,12 +193,16 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
             continue
         parent = next((p for p in expected if key.startswith(p + ".")), None)
         if parent is not None:  # a mapping where a single value belongs
-            raise ConfigError(f"{parent}={OmegaConf.to_container(OmegaConf.select(cfg, parent))} has the wrong type: "
-                              f"it must be {_type_names(UNION.get(parent) or (type(expected[parent]),))}. "
-                              f"Fix: e.g. {parent}={_example(parent, expected[parent])}.")
+            raise ConfigError(
+                f"{parent}={OmegaConf.to_container(OmegaConf.select(cfg, parent))} has the wrong type: "
+                f"it must be {_type_names(UNION.get(parent) or (type(expected[parent]),))}. "
+                f"Fix: e.g. {parent}={_example(parent, expected[parent])}."
+            )
         if key not in expected and not any(key.startswith(f) for f in FREE_FORM):
-            raise ConfigError(f"{key} is not a key of this config. Fix: check its spelling (cnnlab-train --cfg job "
-                              f"lists every key), or remove +{key}.")
+            raise ConfigError(
+                f"{key} is not a key of this config. Fix: check its spelling (cnnlab-train --cfg job "
+                f"lists every key), or remove +{key}."
+            )
         default = expected.get(key)
         types = UNION.get(key) or NULLABLE.get(key) or (() if default is None else (type(default),))
         if isinstance(default, ListConfig):
@@ -179,8 +210,10 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
         if value is None and (default is None or key in NULLABLE):
             continue
         if types and (value is None or not _type_ok(value, types)):
-            raise ConfigError(f"{key}={value!r} has the wrong type: it must be {_type_names(types)}. "
-                              f"Fix: e.g. {key}={_example(key, default)}.")
+            raise ConfigError(
+                f"{key}={value!r} has the wrong type: it must be {_type_names(types)}. "
+                f"Fix: e.g. {key}={_example(key, default)}."
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}={value} is not a finite number. Fix: e.g. {key}={_example(key, default)}.")
         if key in RANGES and not isinstance(value, ListConfig):
@@ -199,6 +232,9 @@ def _example(key: str, default: Any) -> str:
 
 def defaults_for(choices: dict[str, Any]) -> DictConfig:
     """The config the same group choices give without value overrides: the reference for types."""
-    picked = [f"{k}=[{','.join(v)}]" if isinstance(v, (list, ListConfig)) else f"{k}={v}"
-              for k, v in choices.items() if v is not None and not k.startswith("hydra")]
+    picked = [
+        f"{k}=[{','.join(v)}]" if isinstance(v, (list, ListConfig)) else f"{k}={v}"
+        for k, v in choices.items()
+        if v is not None and not k.startswith("hydra")
+    ]
     return compose_config(picked)  # eval.yaml adds no keys to train.yaml

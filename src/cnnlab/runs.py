@@ -57,8 +57,10 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise CnnlabError(f"{path} could not be read ({type(e).__name__}: {e}). Fix: remove the damaged file "
-                          f"or the run directory that holds it.") from None
+        raise CnnlabError(
+            f"{path} could not be read ({type(e).__name__}: {e}). Fix: remove the damaged file "
+            f"or the run directory that holds it."
+        ) from None
     if not isinstance(record, dict):
         raise CnnlabError(f"{path} does not hold a JSON object. Fix: remove the damaged file.")
     return record
@@ -94,8 +96,10 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
     check_writable(run_dir, "output directory", "choose another hydra.run.dir (or hydra.sweep.dir).")
     previous = read_metrics(run_dir)
     if previous is not None and not resuming:
-        raise CnnlabError(f"{run_dir} already holds a run (status {previous.get('status')}); it is never "
-                          f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}.")
+        raise CnnlabError(
+            f"{run_dir} already holds a run (status {previous.get('status')}); it is never "
+            f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}."
+        )
     return save_run_files(run_dir, cfg, resuming)
 
 
@@ -117,8 +121,9 @@ def save_run_files(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler |
     return handler
 
 
-def run_job(cfg: DictConfig, check: Callable[[DictConfig, Path], Any],
-            job: Callable[[DictConfig, Path, Any], dict[str, Any]]) -> float | None:
+def run_job(
+    cfg: DictConfig, check: Callable[[DictConfig, Path], Any], job: Callable[[DictConfig, Path, Any], dict[str, Any]]
+) -> float | None:
     """Run one Hydra job under the policy: check everything, then write; record how it ended.
 
     `check(cfg, run_dir)` raises CnnlabError for bad input before anything is written (its result goes to
@@ -132,8 +137,12 @@ def run_job(cfg: DictConfig, check: Callable[[DictConfig, Path], Any],
     hydra_cfg = HydraConfig.get()
     run_dir, multirun = Path(hydra_cfg.runtime.output_dir), hydra_cfg.mode == RunMode.MULTIRUN
     choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
-    record: dict[str, Any] = {"status": "running", "seed": cfg.get("seed"), "overrides": list(hydra_cfg.overrides.task),
-                              "choices": choices}
+    record: dict[str, Any] = {
+        "status": "running",
+        "seed": cfg.get("seed"),
+        "overrides": list(hydra_cfg.overrides.task),
+        "choices": choices,
+    }
     start = time.perf_counter()
     resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
     try:
@@ -162,8 +171,14 @@ def run_job(cfg: DictConfig, check: Callable[[DictConfig, Path], Any],
             log_file.close()
 
 
-def _run_checked(cfg: DictConfig, run_dir: Path, multirun: bool, record: dict[str, Any], start: float,
-                 job: Callable[[], dict[str, Any]]) -> float | None:
+def _run_checked(
+    cfg: DictConfig,
+    run_dir: Path,
+    multirun: bool,
+    record: dict[str, Any],
+    start: float,
+    job: Callable[[], dict[str, Any]],
+) -> float | None:
     """Run the accepted job and record how it ended."""
     code = 0
     try:
@@ -217,8 +232,15 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
         for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
             if not key.startswith("_"):
                 flat[f"{group}/{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    flat.update({"seed": cfg.seed, "label_smoothing": cfg.label_smoothing, "data/batch_size": cfg.data.batch_size,
-                 "data/train_subset": str(cfg.data.train_subset), "trainer/max_epochs": cfg.trainer.max_epochs})
+    flat.update(
+        {
+            "seed": cfg.seed,
+            "label_smoothing": cfg.label_smoothing,
+            "data/batch_size": cfg.data.batch_size,
+            "data/train_subset": str(cfg.data.train_subset),
+            "trainer/max_epochs": cfg.trainer.max_epochs,
+        }
+    )
     return flat
 
 
@@ -247,7 +269,8 @@ def quiet() -> None:
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡 Tip"))
+        lambda record: not str(record.msg).startswith("💡 Tip")
+    )
 
 
 def console_script(main: Callable[[], Any], composes: str | None = None) -> Callable[[], None]:

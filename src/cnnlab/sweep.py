@@ -41,8 +41,14 @@ class SweepSummary(Callback):
         log.info("sweep %s: %d of %d jobs completed", sweep_dir, len(statuses) - len(bad), len(statuses))
         if bad:
             details = ", ".join(f"job {job}: {status}" for job, status in bad.items())
-            log.error("%d of %d jobs did not complete (%s); each job's metrics.json holds its error. "
-                      "Summarise with: cnnlab-compare %s", len(bad), len(statuses), details, sweep_dir)
+            log.error(
+                "%d of %d jobs did not complete (%s); each job's metrics.json holds its error. "
+                "Summarise with: cnnlab-compare %s",
+                len(bad),
+                len(statuses),
+                details,
+                sweep_dir,
+            )
             sys.exit(1)
 
 
@@ -51,14 +57,16 @@ OPTUNA_SUMMARY = "optuna_summary.json"
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
     """The sweep's job directories in job order (9 before 10)."""
-    return sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
-                  key=lambda p: (len(p.name), p.name))
+    return sorted(
+        (p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
+        key=lambda p: (len(p.name), p.name),
+    )
 
 
 def _sqlite_file(storage: str | None) -> Path | None:
     """The database file of a `sqlite:///<path>` storage URL, else None."""
     prefix = "sqlite:///"
-    return Path(storage[len(prefix):]) if storage and storage.startswith(prefix) else None
+    return Path(storage[len(prefix) :]) if storage and storage.startswith(prefix) else None
 
 
 def _number(text: str) -> Any:
@@ -73,10 +81,11 @@ def _number(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def study_from_jobs(sweep_dir: Path, search_space: dict[str, str], direction: str) -> "optuna.Study":
-    """An in-memory Optuna study rebuilt from the sweep's jobs (overrides + metrics.json), for a study without storage."""
+def study_from_jobs(sweep_dir: Path, search_space: dict[str, str], direction: str) -> optuna.Study:
+    """An in-memory Optuna study rebuilt from the sweep's jobs (overrides, metrics.json), when it has no storage."""
     import optuna
     import yaml
+
     # The sweeper's own parser turns `interval(...)`, `choice(...)`, `range(...)` into Optuna distributions.
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
@@ -90,22 +99,30 @@ def study_from_jobs(sweep_dir: Path, search_space: dict[str, str], direction: st
         done = record.get("status") == "completed" and value is not None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # create_trial: stable since 2.0
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: distributions[k] for k in params},
-                value=float(value) if done else None,
-                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={k: distributions[k] for k in params},
+                    value=float(value) if done else None,
+                    state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
+                )
+            )
     return study
 
 
-def summarise_study(study: "optuna.Study") -> dict[str, Any]:
+def summarise_study(study: optuna.Study) -> dict[str, Any]:
     """Best trial, trial counts by state and (where Optuna can compute them) parameter importances."""
     import optuna
 
     counts: dict[str, int] = {}
     for trial in study.trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    summary: dict[str, Any] = {"study_name": study.study_name, "direction": study.direction.name,
-                               "n_trials": len(study.trials), "trials_by_state": counts}
+    summary: dict[str, Any] = {
+        "study_name": study.study_name,
+        "direction": study.direction.name,
+        "n_trials": len(study.trials),
+        "trials_by_state": counts,
+    }
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
@@ -115,8 +132,9 @@ def summarise_study(study: "optuna.Study") -> dict[str, Any]:
         summary["param_importances"] = {k: round(float(v), 6) for k, v in importances.items()}
     except ImportError as e:
         summary["param_importances"] = None
-        summary["param_importances_unavailable"] = (f"Optuna's importance evaluator needs a package that is not "
-                                                    f"installed ({e}). Fix: pip install scikit-learn.")
+        summary["param_importances_unavailable"] = (
+            f"Optuna's importance evaluator needs a package that is not installed ({e}). Fix: pip install scikit-learn."
+        )
     except (RuntimeError, ValueError) as e:  # e.g. fewer than two completed trials, or one value for every param
         summary["param_importances"] = None
         summary["param_importances_unavailable"] = str(e)
@@ -129,10 +147,14 @@ def _check_storage_support(storage: str) -> None:
     import sqlalchemy
 
     if int(optuna.__version__.split(".")[0]) < 3 and int(sqlalchemy.__version__.split(".")[0]) >= 2:
-        log.error("hydra.sweeper.storage=%s needs SQLAlchemy 1.4 with optuna %s, but SQLAlchemy %s is installed. "
-                  "Fix: pip install 'sqlalchemy==1.4.54' 'alembic==1.13.3' (as pyproject.toml pins), or "
-                  "hydra.sweeper.storage=null for an in-memory study.", storage, optuna.__version__,
-                  sqlalchemy.__version__)
+        log.error(
+            "hydra.sweeper.storage=%s needs SQLAlchemy 1.4 with optuna %s, but SQLAlchemy %s is installed. "
+            "Fix: pip install 'sqlalchemy==1.4.54' 'alembic==1.13.3' (as pyproject.toml pins), or "
+            "hydra.sweeper.storage=null for an in-memory study.",
+            storage,
+            optuna.__version__,
+            sqlalchemy.__version__,
+        )
         sys.exit(2)
 
 
@@ -149,9 +171,13 @@ class OptunaSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and any((d / "metrics.json").exists() for d in _job_dirs(sweep_dir)):
             # Job numbers restart at 0, so every new trial would find its directory taken and fail into the study.
-            log.error("hydra.sweep.dir=%s already holds the jobs of an earlier sweep; continuing the study %r needs a "
-                      "fresh sweep directory for its new trials. Fix: leave hydra.sweep.dir at its default "
-                      "(a new timestamped folder), or choose a new one.", sweep_dir, sweeper.get("study_name"))
+            log.error(
+                "hydra.sweep.dir=%s already holds the jobs of an earlier sweep; continuing the study %r needs a "
+                "fresh sweep directory for its new trials. Fix: leave hydra.sweep.dir at its default "
+                "(a new timestamped folder), or choose a new one.",
+                sweep_dir,
+                sweeper.get("study_name"),
+            )
             sys.exit(2)
         db = _sqlite_file(storage)
         if db is not None:
@@ -176,5 +202,11 @@ class OptunaSummary(Callback):
             summary["study_name"] = sweeper.get("study_name")
         path = sweep_dir / OPTUNA_SUMMARY
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        log.info("optuna study %r: %d trials %s; best %s → %s", summary["study_name"], summary["n_trials"],
-                 summary["trials_by_state"], summary.get("best", {}).get("value"), path)
+        log.info(
+            "optuna study %r: %d trials %s; best %s → %s",
+            summary["study_name"],
+            summary["n_trials"],
+            summary["trials_by_state"],
+            summary.get("best", {}).get("value"),
+            path,
+        )

@@ -11,9 +11,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import config, runs
+from cnnlab.cli.train import build_trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
-from cnnlab.cli.train import build_trainer
 from cnnlab.training.checkpoints import check_model_matches, saved_config
 from cnnlab.training.module import ImageClassifier
 
@@ -54,9 +54,14 @@ def evaluate(cfg: DictConfig, run_dir: Path, saved: dict[str, Any]) -> dict[str,
     trainer = build_trainer(run_cfg, None)
     result = trainer.test(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)[0]
     log.info("test/acc %.4f  test/loss %.4f  (%s)", result["test/acc"], result["test/loss"], cfg.ckpt_path)
-    return {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "test_acc": result["test/acc"],
-            "test_loss": result["test/loss"], "test_acc_tta": result.get("test/acc_tta"),
-            "params": count_parameters(module.net), "data": run_cfg.data._target_.rsplit(".", 1)[-1]}
+    return {
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "test_acc": result["test/acc"],
+        "test_loss": result["test/loss"],
+        "test_acc_tta": result.get("test/acc_tta"),
+        "params": count_parameters(module.net),
+        "data": run_cfg.data._target_.rsplit(".", 1)[-1],
+    }
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -9,10 +9,10 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import config, runs
@@ -23,8 +23,8 @@ from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
 from cnnlab.training.hardware import check_device, resolve_precision, resolve_run_settings, threads_for_job
 from cnnlab.training.lab_images import LabImages
-from cnnlab.training.progress import SteppedRichProgressBar
 from cnnlab.training.module import ImageClassifier
+from cnnlab.training.progress import SteppedRichProgressBar
 
 log = logging.getLogger("cnnlab")
 HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
@@ -44,16 +44,23 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()] if run_dir is not None else []
     if not loggers:  # nothing to write a learning-rate curve to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                       enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-                       enable_progress_bar=bool(cfg.progress_bar),
-                       precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator))
+    return instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=bool(cfg.progress_bar),
+        precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
+    )
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without Hydra's section: what rebuilds the run's module (checkpoints store it)."""
-    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-            for k, v in cfg.items() if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
 
 
 def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
@@ -74,7 +81,9 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
             log.warning(warning)
     hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
     for logger in trainer.loggers:  # TensorBoard's HParams tab needs the metrics it will compare declared
-        logger.log_hyperparams(hparams, *([{m: 0.0 for m in HP_METRICS}] if isinstance(logger, TensorBoardLogger) else []))
+        logger.log_hyperparams(
+            hparams, *([{m: 0.0 for m in HP_METRICS}] if isinstance(logger, TensorBoardLogger) else [])
+        )
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     best = trainer.checkpoint_callback
     best_path = best.best_model_path if best is not None else ""
@@ -84,11 +93,21 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     for logger in trainer.loggers:
         logger.log_metrics({"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}, step=trainer.global_step)
         logger.finalize("success")  # flush and close files before the record says "completed"
-    return {"val_acc_final": val_final, "val_acc_best": val_best, "test_acc": test["test/acc"],
-            "test_loss": test["test/loss"], "test_acc_tta": test.get("test/acc_tta"), "epochs": trainer.current_epoch,
-            "params": params, "receptive_field": rf, "train_images_per_s": meter.images_per_second,
-            "best_checkpoint": best_path, "curves": module.curves, "world_size": trainer.world_size,
-            **settings}
+    return {
+        "val_acc_final": val_final,
+        "val_acc_best": val_best,
+        "test_acc": test["test/acc"],
+        "test_loss": test["test/loss"],
+        "test_acc_tta": test.get("test/acc_tta"),
+        "epochs": trainer.current_epoch,
+        "params": params,
+        "receptive_field": rf,
+        "train_images_per_s": meter.images_per_second,
+        "best_checkpoint": best_path,
+        "curves": module.curves,
+        "world_size": trainer.world_size,
+        **settings,
+    }
 
 
 def check(cfg: DictConfig, run_dir: Path) -> Path | None:

@@ -30,11 +30,18 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             entry = pickle.load(f, encoding="latin1")
     except FileNotFoundError:
         raise DataError(f"CIFAR-10 batch file {path} is missing. {REDOWNLOAD_HINT}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, MemoryError) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        MemoryError,
+    ) as e:
         raise DataError(
-            f"CIFAR-10 batch file {path} is truncated or not a pickle ({type(e).__name__}: {e}). "
-            f"{REDOWNLOAD_HINT}"
+            f"CIFAR-10 batch file {path} is truncated or not a pickle ({type(e).__name__}: {e}). {REDOWNLOAD_HINT}"
         ) from None
     if isinstance(entry, dict):  # Python 2 pickles load with str keys, some re-pickled copies with bytes keys
         entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
@@ -73,7 +80,6 @@ def find_batches_folder(data_dir: Path) -> Path | None:
         if any((folder / name).exists() for name in TRAIN_FILES + TEST_FILES):
             return folder
     return None
-
 
 
 class CIFAR10DataModule(ImageDataModule):

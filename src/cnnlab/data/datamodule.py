@@ -19,7 +19,9 @@ Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class EpochBatchSampler(Sampler[torch.Tensor]):
     """Yield index batches; under DDP each rank takes an equal, disjoint share of the order."""
 
-    def __init__(self, size: int, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False) -> None:
+    def __init__(
+        self, size: int, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False
+    ) -> None:
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.shuffle, self.drop_last = shuffle, drop_last
         self.epoch = 0
@@ -38,7 +40,7 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
             world = dist.get_world_size()
             if self.shuffle:  # equal shares, so every rank runs the same number of optimizer steps
                 order = order[: len(order) // world * world]
-            order = order[dist.get_rank():: world]
+            order = order[dist.get_rank() :: world]
         return order
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -57,8 +59,9 @@ class DeviceLoader:
     no host-to-device copy per batch. Shuffling is EpochBatchSampler's, so results match the
     DataLoader path exactly."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, sampler: EpochBatchSampler,
-                 device: torch.device) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, sampler: EpochBatchSampler, device: torch.device
+    ) -> None:
         self.images, self.labels = images.to(device), labels.to(device)
         self.sampler = sampler  # Lightning calls sampler.set_epoch() at each epoch start
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
@@ -159,12 +162,15 @@ class ImageDataModule(L.LightningDataModule):
         if self.on_device == "auto":
             return self.augment.batched
         if self.on_device not in (True, False):
-            raise ConfigError(f"data.on_device={self.on_device!r} is not valid. Valid: auto, true, false. Fix: data.on_device=auto.")
+            raise ConfigError(
+                f"data.on_device={self.on_device!r} is not valid. Valid: auto, true, false. Fix: data.on_device=auto."
+            )
         return bool(self.on_device)
 
     def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool) -> DataLoader | DeviceLoader:
-        sampler = EpochBatchSampler(len(dataset), batch_size, seed=self.seed, shuffle=shuffle,
-                                    drop_last=shuffle and self.drop_last)
+        sampler = EpochBatchSampler(
+            len(dataset), batch_size, seed=self.seed, shuffle=shuffle, drop_last=shuffle and self.drop_last
+        )
         if self.uses_device_loader and self.trainer is not None:
             return DeviceLoader(*dataset.tensors, sampler, self.trainer.strategy.root_device)
         # batch_size=None: the sampler yields whole index batches, gathered in one tensor op. The loader's own
@@ -190,8 +196,9 @@ class ImageDataModule(L.LightningDataModule):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1] to zero-mean, unit-variance per channel."""
         if images.device not in self._stats:  # once per device: no host-to-device copy in the training loop
-            self._stats[images.device] = tuple(torch.tensor(v, device=images.device).view(1, -1, 1, 1)
-                                               for v in (self.mean, self.std))
+            self._stats[images.device] = tuple(
+                torch.tensor(v, device=images.device).view(1, -1, 1, 1) for v in (self.mean, self.std)
+            )
         mean, std = self._stats[images.device]
         return (images - mean) / std
 

@@ -21,8 +21,8 @@ def make_tiny_images(count: int, seed: int, size: int = 32, chunk: int = 4096) -
     labels = torch.randperm(count, generator=gen) % 10
     images = torch.empty(count, 3, size, size, dtype=torch.uint8)
     for start in range(0, count, chunk):
-        part = labels[start:start + chunk]
-        images[start:start + len(part)] = _draw(part, size, gen)
+        part = labels[start : start + chunk]
+        images[start : start + len(part)] = _draw(part, size, gen)
     return images, labels
 
 
@@ -51,8 +51,11 @@ class TinyDataModule(ImageDataModule):
     name = "tiny"
     mean = (0.46, 0.42, 0.43)  # measured on 1,000 generated images
     std = (0.20, 0.19, 0.20)
-    class_names = tuple(f"{colour}-{stripes}" for colour in ("red", "green", "blue", "yellow", "magenta")
-                        for stripes in ("horizontal", "vertical"))
+    class_names = tuple(
+        f"{colour}-{stripes}"
+        for colour in ("red", "green", "blue", "yellow", "magenta")
+        for stripes in ("horizontal", "vertical")
+    )
 
     def __init__(self, train_count: int = 1200, test_count: int = 300, data_seed: int = 1234, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -1,4 +1,4 @@
-"""`cnnlab-equivariance [overrides] [--ckpt PATH] [--shifts 1 2 4]`: shift the input, compare features layer by layer."""
+"""`cnnlab-equivariance [overrides] [--ckpt PATH] [--shifts 1 2 4]`: shift the input, compare features per layer."""
 
 from __future__ import annotations
 
@@ -81,8 +81,11 @@ def _main() -> None:
     net, run_cfg, label = load_model(compose_config(args.overrides), args.ckpt)
     images = validation_images(run_cfg if args.ckpt else compose_config(args.overrides))
     results = {k: layer_shift_errors(net.features, images, k) for k in args.shifts}
-    table = Table(title=f"Relative error ‖f(shift x) − shift f(x)‖/‖f(x)‖ ({label} weights, padding "
-                        f"{run_cfg.model.get('padding_mode', 'zeros')}, circular shifts)", title_justify="left")
+    table = Table(
+        title=f"Relative error ‖f(shift x) − shift f(x)‖/‖f(x)‖ ({label} weights, padding "
+        f"{run_cfg.model.get('padding_mode', 'zeros')}, circular shifts)",
+        title_justify="left",
+    )
     table.add_column("layer")
     table.add_column("op")
     table.add_column("jump", justify="right")
@@ -94,8 +97,10 @@ def _main() -> None:
     console().print(table)
     for k in args.shifts:
         same, distance = prediction_change(net, images, k)
-        print(f"shift {k}: prediction unchanged for {100 * same:.1f}% of {len(images)} images; "
-              f"mean change in class probabilities (total variation) {distance:.3f}")
+        print(
+            f"shift {k}: prediction unchanged for {100 * same:.1f}% of {len(images)} images; "
+            f"mean change in class probabilities (total variation) {distance:.3f}"
+        )
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(first)), 3.8))
     for k in args.shifts:
         ax.plot(range(len(first)), [r.relative_error for r in results[k]], marker="o", label=f"shift {k} px")

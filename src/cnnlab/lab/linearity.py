@@ -27,8 +27,9 @@ def superposition_error(net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), se
     return float((lhs - rhs).norm() / rhs.norm().clamp_min(1e-12))
 
 
-def collapse_to_affine(net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), seed: int = 0
-                       ) -> tuple[torch.Tensor, torch.Tensor, float]:
+def collapse_to_affine(
+    net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Read off W and b with f(x) ≈ W·x + b (W from the Jacobian at 0) and return (W, b, relative error
     of that single affine map on random inputs). For a linear network the error is float noise."""
     net.eval()
@@ -45,8 +46,10 @@ def collapse_to_affine(net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), see
 def _main() -> None:
     """For activation ∈ {identity, relu, gelu}: superposition error and the error of one affine map."""
     args = parser("cnnlab-linearity", __doc__).parse_args()
-    table = Table(title="Is the network one affine map f(x) = Wx + b? (errors are relative; ~1e-6 means yes)",
-                  title_justify="left")
+    table = Table(
+        title="Is the network one affine map f(x) = Wx + b? (errors are relative; ~1e-6 means yes)",
+        title_justify="left",
+    )
     for column in ("activation", "pool", "superposition error", "single affine map error"):
         table.add_column(column, justify="left" if column in ("activation", "pool") else "right")
     for activation in ("identity", "relu", "gelu"):

@@ -33,8 +33,12 @@ def dense_layer(height: int, width: int, channels: int, units: int) -> LayerCoun
 
 def conv_layer(height: int, width: int, channels: int, out_channels: int, kernel: int) -> LayerCount:
     """A k×k 'same' convolution: the same k·k·C weights per output channel at every position."""
-    return LayerCount(f"conv {kernel}×{kernel}, {channels} → {out_channels} channels on {height}×{width}",
-                      kernel * kernel * channels * out_channels, out_channels, height * width * out_channels)
+    return LayerCount(
+        f"conv {kernel}×{kernel}, {channels} → {out_channels} channels on {height}×{width}",
+        kernel * kernel * channels * out_channels,
+        out_channels,
+        height * width * out_channels,
+    )
 
 
 def dense_equivalent(conv: LayerCount, height: int, width: int, channels: int) -> LayerCount:
@@ -52,8 +56,11 @@ def _main() -> None:
     p.add_argument("--out-channels", type=int, default=64)
     args = p.parse_args()
     conv = conv_layer(args.size, args.size, args.channels, args.out_channels, args.kernel)
-    rows = [dense_layer(args.size, args.size, args.channels, args.units), conv,
-            dense_equivalent(conv, args.size, args.size, args.channels)]
+    rows = [
+        dense_layer(args.size, args.size, args.channels, args.units),
+        conv,
+        dense_equivalent(conv, args.size, args.size, args.channels),
+    ]
     table = Table(title="One layer on a fixed image: dense versus convolution", title_justify="left")
     for column in ("layer", "weights", "biases", "total", "output units"):
         table.add_column(column, justify="left" if column == "layer" else "right")
@@ -63,7 +70,7 @@ def _main() -> None:
     models = Table(title="Whole models on CIFAR-10 (32×32×3, 10 classes)", title_justify="left")
     models.add_column("model")
     models.add_column("parameters", justify="right")
-    for name, overrides in (("mlp", ["model=mlp"]), ("cnn", ["model=cnn", *args.overrides])):
+    for overrides in (["model=mlp"], ["model=cnn", *args.overrides]):
         net = build_net(compose_config(overrides))
         models.add_row(" ".join(overrides), f"{count_parameters(net):,}")
     console().print(models)

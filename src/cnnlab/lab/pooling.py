@@ -32,9 +32,9 @@ class PooledEdge:
 
     pool: str
     column: int
-    peak: float          # strongest response left (1.0 = full strength of the sharp edge)
-    width: int           # output columns that still respond (spread)
-    centre: float        # response-weighted centre, mapped back to input pixels (col·2 + 0.5)
+    peak: float  # strongest response left (1.0 = full strength of the sharp edge)
+    width: int  # output columns that still respond (spread)
+    centre: float  # response-weighted centre, mapped back to input pixels (col·2 + 0.5)
 
     @property
     def displacement(self) -> float:
@@ -45,8 +45,7 @@ def pool_edge(fmap: torch.Tensor, pool: str, column: int) -> PooledEdge:
     """Pool an edge map with 2×2 max or average pooling and measure what is left of the edge."""
     out = (F.max_pool2d if pool == "max" else F.avg_pool2d)(fmap, 2)[0, 0, 0]
     cols = torch.arange(len(out), dtype=torch.float32) * 2 + 0.5
-    return PooledEdge(pool, column, float(out.max()), int((out > 1e-6).sum()),
-                      float((out * cols).sum() / out.sum()))
+    return PooledEdge(pool, column, float(out.max()), int((out > 1e-6).sum()), float((out * cols).sum() / out.sum()))
 
 
 EDGES = {"sharp": (1.0,), "blurred": (0.5, 1.0, 0.5)}
@@ -55,20 +54,33 @@ EDGES = {"sharp": (1.0,), "blurred": (0.5, 1.0, 0.5)}
 def _main() -> None:
     """Table of peak, spread and displacement for edges at every column; a figure of one example."""
     args = parser("cnnlab-pooling", __doc__).parse_args()
-    table = Table(title="2×2 pooling of a vertical edge response on an 8×8 map, averaged over its 8 positions",
-                  title_justify="left")
+    table = Table(
+        title="2×2 pooling of a vertical edge response on an 8×8 map, averaged over its 8 positions",
+        title_justify="left",
+    )
     for column in ("edge", "pool", "peak kept", "columns responding", "centre displacement (px)"):
         table.add_column(column, justify="left" if column in ("edge", "pool") else "right")
     for edge, profile in EDGES.items():
         for pool in ("max", "avg"):
             rows = [pool_edge(edge_response(column=c, profile=profile), pool, c) for c in range(8)]
-            table.add_row(edge, pool, f"{sum(r.peak for r in rows) / 8:.3f}", f"{sum(r.width for r in rows) / 8:.2f}",
-                          f"{sum(r.displacement for r in rows) / 8:.3f}")
+            table.add_row(
+                edge,
+                pool,
+                f"{sum(r.peak for r in rows) / 8:.3f}",
+                f"{sum(r.width for r in rows) / 8:.2f}",
+                f"{sum(r.displacement for r in rows) / 8:.3f}",
+            )
     console().print(table)
     fmap = edge_response(column=3, profile=EDGES["blurred"])
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-    for ax, (title, img) in zip(axes, [("edge response (8×8)", fmap), ("max pool 2×2", F.max_pool2d(fmap, 2)),
-                                       ("avg pool 2×2", F.avg_pool2d(fmap, 2))]):
+    for ax, (title, img) in zip(
+        axes,
+        [
+            ("edge response (8×8)", fmap),
+            ("max pool 2×2", F.max_pool2d(fmap, 2)),
+            ("avg pool 2×2", F.avg_pool2d(fmap, 2)),
+        ],
+    ):
         ax.imshow(img[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])

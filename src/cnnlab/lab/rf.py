@@ -26,7 +26,9 @@ def rf_figure(grad: torch.Tensor, analytic: int, title: str, path) -> None:
     size = grad.shape[-1]
     centre = size // 2 - 0.5
     half = analytic / 2
-    ax.add_patch(plt.Rectangle((centre - half + 0.5, centre - half + 0.5), analytic, analytic, fill=False, ec="cyan", lw=1.5))
+    ax.add_patch(
+        plt.Rectangle((centre - half + 0.5, centre - half + 0.5), analytic, analytic, fill=False, ec="cyan", lw=1.5)
+    )
     ax.set_title(title, fontsize=9)
     ax.set_xlim(-0.5, size - 0.5)
     ax.set_ylim(size - 0.5, -0.5)
@@ -37,8 +39,10 @@ def describe(grad: torch.Tensor, analytic: int, label: str) -> str:
     """One line comparing the empirical fields with the analytic size."""
     nonzero = empirical_receptive_field(grad)
     effective = empirical_receptive_field(grad, threshold=0.05)
-    return (f"{label}: gradient non-zero over {nonzero[0]}×{nonzero[1]} px (analytic {analytic}×{analytic}, "
-            f"clipped to the image); above 5% of its peak over {effective[0]}×{effective[1]} px (the effective field)")
+    return (
+        f"{label}: gradient non-zero over {nonzero[0]}×{nonzero[1]} px (analytic {analytic}×{analytic}, "
+        f"clipped to the image); above 5% of its peak over {effective[0]}×{effective[1]} px (the effective field)"
+    )
 
 
 def _main() -> None:

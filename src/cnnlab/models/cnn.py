@@ -49,13 +49,20 @@ class ConvNet(Backbone):
     ) -> None:
         check_choice("model.pool", pool, POOLS)
         make_activation(activation)  # validates the name before any layer is built
-        _check_positive(depth=depth, width=width, convs_per_block=convs_per_block, kernel_size=kernel_size, dilation=dilation)
+        _check_positive(
+            depth=depth, width=width, convs_per_block=convs_per_block, kernel_size=kernel_size, dilation=dilation
+        )
         if kernel_size % 2 == 0:
-            raise ConfigError(f"model.kernel_size={kernel_size} is even; 'same' padding needs an odd kernel. Fix: model.kernel_size=3 (or 5, 7).")
+            raise ConfigError(
+                f"model.kernel_size={kernel_size} is even; 'same' padding needs an odd kernel. "
+                f"Fix: model.kernel_size=3 (or 5, 7)."
+            )
         check_choice("model.padding_mode", padding_mode, PADDING_MODES)
         if not isinstance(growth, (int, float)) or isinstance(growth, bool) or growth <= 0:
-            raise ConfigError(f"model.growth={growth!r} must be a number > 0 (the channel multiplier per block). "
-                              f"Fix: e.g. model.growth=2.0 (or 1.0 for constant width).")
+            raise ConfigError(
+                f"model.growth={growth!r} must be a number > 0 (the channel multiplier per block). "
+                f"Fix: e.g. model.growth=2.0 (or 1.0 for constant width)."
+            )
         if not 0 <= dropout < 1:
             raise ConfigError(f"model.dropout={dropout} is outside [0, 1). Fix: e.g. model.dropout=0.1.")
         if pool != "none" and depth > max_depth(image_size):
@@ -66,20 +73,52 @@ class ConvNet(Backbone):
             )
         blocks, channels = [], in_channels
         for out_channels in block_channels(depth, width, growth):
-            blocks.append(self._block(channels, out_channels, convs_per_block, kernel_size, dilation, pool,
-                                      activation, batchnorm, padding_mode))
+            blocks.append(
+                self._block(
+                    channels,
+                    out_channels,
+                    convs_per_block,
+                    kernel_size,
+                    dilation,
+                    pool,
+                    activation,
+                    batchnorm,
+                    padding_mode,
+                )
+            )
             channels = out_channels
-        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+        )
         super().__init__(nn.Sequential(*blocks), head, num_classes)
 
     @staticmethod
-    def _block(c_in: int, c_out: int, convs: int, k: int, dilation: int, pool: str, activation: str,
-               batchnorm: bool, padding_mode: str) -> nn.Sequential:
+    def _block(
+        c_in: int,
+        c_out: int,
+        convs: int,
+        k: int,
+        dilation: int,
+        pool: str,
+        activation: str,
+        batchnorm: bool,
+        padding_mode: str,
+    ) -> nn.Sequential:
         layers: list[nn.Module] = []
         for i in range(convs):
             stride = 2 if pool == "stride" and i == convs - 1 else 1
-            layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, k, stride=stride, padding=dilation * (k - 1) // 2,
-                                    dilation=dilation, bias=not batchnorm, padding_mode=padding_mode))
+            layers.append(
+                nn.Conv2d(
+                    c_in if i == 0 else c_out,
+                    c_out,
+                    k,
+                    stride=stride,
+                    padding=dilation * (k - 1) // 2,
+                    dilation=dilation,
+                    bias=not batchnorm,
+                    padding_mode=padding_mode,
+                )
+            )
             if batchnorm:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(make_activation(activation))
@@ -96,4 +135,6 @@ EXAMPLES = {"depth": 3, "width": 32, "convs_per_block": 1, "kernel_size": 3, "di
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"model.{name}={value!r} must be a positive integer. Fix: e.g. model.{name}={EXAMPLES[name]}.")
+            raise ConfigError(
+                f"model.{name}={value!r} must be a positive integer. Fix: e.g. model.{name}={EXAMPLES[name]}."
+            )

@@ -34,8 +34,15 @@ class DiracConv(nn.Conv2d):
 
 def conv_group(c_in: int, c_out: int, bn_momentum: float) -> nn.Sequential:
     """conv → 2×2 max pool → BN → GELU → conv → BN → GELU (pooling before BN halves the BN cost)."""
-    return nn.Sequential(DiracConv(c_in, c_out), nn.MaxPool2d(2), FrozenScaleBatchNorm(c_out, bn_momentum), nn.GELU(),
-                         DiracConv(c_out, c_out), FrozenScaleBatchNorm(c_out, bn_momentum), nn.GELU())
+    return nn.Sequential(
+        DiracConv(c_in, c_out),
+        nn.MaxPool2d(2),
+        FrozenScaleBatchNorm(c_out, bn_momentum),
+        nn.GELU(),
+        DiracConv(c_out, c_out),
+        FrozenScaleBatchNorm(c_out, bn_momentum),
+        nn.GELU(),
+    )
 
 
 class Scale(nn.Module):
@@ -56,8 +63,14 @@ class FastNet(Backbone):
     WhitenFromData callback.
     """
 
-    def __init__(self, widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2, bn_momentum: float = 0.6,
-                 scale: float = 1 / 9, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (64, 256, 256),
+        whiten_kernel: int = 2,
+        bn_momentum: float = 0.6,
+        scale: float = 1 / 9,
+        num_classes: int = 10,
+    ) -> None:
         whiten_width = 2 * 3 * whiten_kernel**2  # each whitening filter and its negative: GELU keeps both signs
         whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
         whiten.weight.requires_grad_(False)

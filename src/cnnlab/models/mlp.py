@@ -13,13 +13,22 @@ from cnnlab.models import Backbone, make_activation
 class MLP(Backbone):
     """features: Flatten → [Linear → activation → dropout] per hidden layer; head: Linear to classes."""
 
-    def __init__(self, hidden: Sequence[int] = (512, 256), activation: str = "relu", dropout: float = 0.0,
-                 num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
+    def __init__(
+        self,
+        hidden: Sequence[int] = (512, 256),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+    ) -> None:
         make_activation(activation)
         if not 0 <= dropout < 1:
             raise ConfigError(f"model.dropout={dropout} is outside [0, 1). Fix: e.g. model.dropout=0.1.")
         if any(int(h) < 1 for h in hidden):
-            raise ConfigError(f"model.hidden={list(hidden)} must hold positive layer widths. Fix: e.g. model.hidden=[512,256].")
+            raise ConfigError(
+                f"model.hidden={list(hidden)} must hold positive layer widths. Fix: e.g. model.hidden=[512,256]."
+            )
         layers: list[nn.Module] = [nn.Flatten()]
         features = in_channels * image_size * image_size
         for width in hidden:

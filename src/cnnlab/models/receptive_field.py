@@ -27,8 +27,10 @@ class LayerRF:
 
 def _geometry(module: nn.Module) -> tuple[int, int, int, int] | None:
     """(kernel, stride, padding, dilation) of a spatial layer, or None if it does not move pixels."""
+
     def first(v):
         return v[0] if isinstance(v, tuple) else v
+
     if isinstance(module, nn.Conv2d):
         return first(module.kernel_size), first(module.stride), first(module.padding), first(module.dilation)
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
@@ -77,9 +79,11 @@ def too_small_warning(features: nn.Module, image_size: int = 32) -> str | None:
     size = final_receptive_field(features, image_size)
     if size >= image_size:
         return None
-    return (f"receptive field {size}×{size} is smaller than the {image_size}×{image_size} input: no unit before "
-            f"global pooling sees a whole object (the lesson's 'receptive field too small for the task'). "
-            f"Add depth (model.depth), pooling (model.pool) or dilation (model.dilation).")
+    return (
+        f"receptive field {size}×{size} is smaller than the {image_size}×{image_size} input: no unit before "
+        f"global pooling sees a whole object (the lesson's 'receptive field too small for the task'). "
+        f"Add depth (model.depth), pooling (model.pool) or dilation (model.dilation)."
+    )
 
 
 def input_gradient(features: nn.Module, image_size: int = 32, samples: int = 8, seed: int = 0) -> torch.Tensor:

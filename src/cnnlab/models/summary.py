@@ -23,13 +23,34 @@ def summary_table(net: Backbone, image_size: int = 32) -> Table:
     if sees_whole_image(net.features):
         for name, module in net.features.named_modules():
             if isinstance(module, nn.Linear):
-                table.add_row(f"features.{name}", "linear", "", "", "", "", str(module.out_features),
-                              f"{_params(module):,}", "all", "", "")
+                table.add_row(
+                    f"features.{name}",
+                    "linear",
+                    "",
+                    "",
+                    "",
+                    "",
+                    str(module.out_features),
+                    f"{_params(module):,}",
+                    "all",
+                    "",
+                    "",
+                )
     else:
         for rf in receptive_field(net.features, image_size):
             module = net.features.get_submodule(rf.name)
-            table.add_row(rf.name, SHORT.get(rf.kind, rf.kind), str(rf.kernel), str(rf.stride), str(rf.padding),
-                          str(rf.dilation), f"{rf.out_size}×{rf.out_size}", f"{_params(module):,}",
-                          f"{rf.size}×{rf.size}", str(rf.jump), f"{rf.start:g}")
+            table.add_row(
+                rf.name,
+                SHORT.get(rf.kind, rf.kind),
+                str(rf.kernel),
+                str(rf.stride),
+                str(rf.padding),
+                str(rf.dilation),
+                f"{rf.out_size}×{rf.out_size}",
+                f"{_params(module):,}",
+                f"{rf.size}×{rf.size}",
+                str(rf.jump),
+                f"{rf.start:g}",
+            )
     table.add_row("head", "head", "", "", "", "", "classes", f"{_params(net.head):,}", "all", "", "")
     return table

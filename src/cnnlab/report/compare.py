@@ -20,7 +20,9 @@ def compare(roots: list[Path], out: Path) -> list[Path]:
     axes = swept_axes(jobs)
     check_writable(out, "--out", "pass --out <a writable folder>.")
     out.mkdir(parents=True, exist_ok=True)
-    plots = [p for p in (plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)) if p]
+    plots = [
+        p for p in (plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)) if p
+    ]
     write_csv([job_row(job, axes) for job in jobs], out / "summary.csv")
     write_markdown(jobs, axes, out / "summary.md", plots)
     return [out / "summary.csv", out / "summary.md", *(out / p for p in plots)]
@@ -34,8 +36,10 @@ def _main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
-        raise CnnlabError(f"not a directory: {', '.join(map(str, missing))}. Fix: pass a sweep directory, "
-                          f"e.g. outputs/multirun/<date>/<time>.")
+        raise CnnlabError(
+            f"not a directory: {', '.join(map(str, missing))}. Fix: pass a sweep directory, "
+            f"e.g. outputs/multirun/<date>/<time>."
+        )
     written = compare(args.dirs, args.out or args.dirs[0])
     print((Path(written[1])).read_text())
     print("wrote", *map(str, written), sep="\n  ")

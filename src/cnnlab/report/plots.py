@@ -59,7 +59,7 @@ def plot_losses(jobs: list[Job], axes: list[str], out: Path) -> str | None:
         ax.set_title(setting, fontsize=8)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    for ax in list(grid.flat)[len(settings):]:
+    for ax in list(grid.flat)[len(settings) :]:
         ax.axis("off")
     grid[0][0].set_ylabel("cross-entropy")
     grid[0][0].legend(fontsize=8)

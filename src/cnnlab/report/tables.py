@@ -9,8 +9,17 @@ from typing import Any
 
 from cnnlab.report.collect import Job
 
-JOB_COLUMNS = ("params", "receptive_field", "val_acc_final", "val_acc_best", "test_acc", "train_val_gap",
-               "epochs", "wall_s", "status")
+JOB_COLUMNS = (
+    "params",
+    "receptive_field",
+    "val_acc_final",
+    "val_acc_best",
+    "test_acc",
+    "train_val_gap",
+    "epochs",
+    "wall_s",
+    "status",
+)
 
 
 def setting_of(job: Job, axes: list[str]) -> str:
@@ -23,8 +32,11 @@ def job_row(job: Job, axes: list[str]) -> dict[str, Any]:
     m = job.metrics
     train_acc = job.curves.get("train/acc", [])
     gap = train_acc[-1] - m["val_acc_final"] if train_acc and m.get("val_acc_final") is not None else None
-    row: dict[str, Any] = {"job": str(job.path), **{axis: job.overrides.get(axis, "") for axis in axes},
-                           "seed": job.overrides.get("seed", m.get("seed", ""))}
+    row: dict[str, Any] = {
+        "job": str(job.path),
+        **{axis: job.overrides.get(axis, "") for axis in axes},
+        "seed": job.overrides.get("seed", m.get("seed", "")),
+    }
     row.update({col: m.get(col) for col in JOB_COLUMNS})
     row["train_val_gap"] = gap
     row["status"] = job.status
@@ -60,35 +72,65 @@ def grouped_rows(jobs: list[Job], axes: list[str]) -> list[dict[str, Any]]:
     rows = []
     for setting, members in groups.items():
         done = [j for j in members if j.status == "completed"]
-        def values(key: str) -> list[float]:
+
+        def values(key: str, done: list[Job] = done) -> list[float]:
             return [j.metrics[key] for j in done if j.metrics.get(key) is not None]
+
         gaps = [r["train_val_gap"] for r in (job_row(j, axes) for j in done) if r["train_val_gap"] is not None]
-        rows.append({"setting": setting, "jobs": f"{len(done)}/{len(members)}",
-                     "params": next((j.metrics.get("params") for j in members if j.metrics.get("params")), None),
-                     "receptive_field": next((j.metrics.get("receptive_field") for j in members if j.metrics.get("receptive_field")), None),
-                     "val_acc_best": _mean_std(values("val_acc_best")), "val_acc_final": _mean_std(values("val_acc_final")),
-                     "test_acc": _mean_std(values("test_acc")), "train_val_gap": _mean_std(gaps),
-                     "epochs": max(values("epochs"), default=None), "wall_s": round(sum(values("wall_s")), 1),
-                     "_sort": statistics.mean(values("val_acc_final")) if values("val_acc_final") else -1.0})
+        rows.append(
+            {
+                "setting": setting,
+                "jobs": f"{len(done)}/{len(members)}",
+                "params": next((j.metrics.get("params") for j in members if j.metrics.get("params")), None),
+                "receptive_field": next(
+                    (j.metrics.get("receptive_field") for j in members if j.metrics.get("receptive_field")), None
+                ),
+                "val_acc_best": _mean_std(values("val_acc_best")),
+                "val_acc_final": _mean_std(values("val_acc_final")),
+                "test_acc": _mean_std(values("test_acc")),
+                "train_val_gap": _mean_std(gaps),
+                "epochs": max(values("epochs"), default=None),
+                "wall_s": round(sum(values("wall_s")), 1),
+                "_sort": statistics.mean(values("val_acc_final")) if values("val_acc_final") else -1.0,
+            }
+        )
     return sorted(rows, key=lambda r: (-r["_sort"], r["setting"]))
 
 
 def write_markdown(jobs: list[Job], axes: list[str], path: Path, plots: list[str]) -> None:
     """summary.md: settings sorted by val acc (mean ± std over seeds), failures with their errors, plots."""
     grouped = grouped_rows(jobs, axes)
-    columns = ("setting", "jobs", "params", "receptive_field", "val_acc_final", "val_acc_best", "test_acc",
-               "train_val_gap", "epochs", "wall_s")
-    lines = [f"# Sweep summary ({len(jobs)} jobs)", "",
-             f"Swept: {', '.join(axes) or 'nothing'}. Accuracies in %, mean ± std over seeds; "
-             "train_val_gap = final train acc − final val acc (the overfitting symptom); wall_s is summed over seeds. "
-             "Sorted by final val acc.", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    columns = (
+        "setting",
+        "jobs",
+        "params",
+        "receptive_field",
+        "val_acc_final",
+        "val_acc_best",
+        "test_acc",
+        "train_val_gap",
+        "epochs",
+        "wall_s",
+    )
+    lines = [
+        f"# Sweep summary ({len(jobs)} jobs)",
+        "",
+        f"Swept: {', '.join(axes) or 'nothing'}. Accuracies in %, mean ± std over seeds; "
+        "train_val_gap = final train acc − final val acc (the overfitting symptom); wall_s is summed over seeds. "
+        "Sorted by final val acc.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     lines += ["| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |" for row in grouped]
     failed = [j for j in jobs if j.status != "completed"]
     if failed:
         lines += ["", f"## Jobs that did not complete ({len(failed)})", ""]
-        lines += [f"- `{j.path.name}` ({setting_of(j, axes)}, seed {j.overrides.get('seed', '-')}): {j.status}"
-                  + (f": {j.metrics['error']}" if j.metrics.get("error") else "") for j in failed]
+        lines += [
+            f"- `{j.path.name}` ({setting_of(j, axes)}, seed {j.overrides.get('seed', '-')}): {j.status}"
+            + (f": {j.metrics['error']}" if j.metrics.get("error") else "")
+            for j in failed
+        ]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     path.write_text("\n".join(lines) + "\n")

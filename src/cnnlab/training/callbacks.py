@@ -91,7 +91,8 @@ class GracefulInterrupt(L.Callback):
         path = self.checkpoint_dir / "interrupted.ckpt"
         trainer.save_checkpoint(path)
         raise RunInterrupted(
-            f"{signal.Signals(self.received).name} received at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+            f"{signal.Signals(self.received).name} received at epoch {trainer.current_epoch}, "
+            f"step {trainer.global_step}; "
             f"weights saved to {path}.",
             self.received,
         )
@@ -116,7 +117,7 @@ class NonFiniteLossGuard(L.Callback):
     def __init__(self, checkpoint_dir: Path, check_every: int = 1) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.check_every = check_every
-        self._step: torch.Tensor | None = None       # device-side step counter
+        self._step: torch.Tensor | None = None  # device-side step counter
         self._first_bad: torch.Tensor | None = None  # first step with a non-finite loss, −1 while none
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -144,11 +145,16 @@ class NonFiniteLossGuard(L.Callback):
         if self._first_bad is None or int(self._first_bad) < 0:
             return
         last = self.checkpoint_dir / "last.ckpt"
-        kept = f"The last good checkpoint is {last}." if last.exists() else "No epoch finished, so no checkpoint was saved."
+        kept = (
+            f"The last good checkpoint is {last}."
+            if last.exists()
+            else "No epoch finished, so no checkpoint was saved."
+        )
         raise NonFiniteLoss(
             f"training loss became NaN/inf at step {int(self._first_bad)} (epoch {trainer.current_epoch}). "
             f"Likely causes: a learning rate too high (optim.lr={pl_module.config['optim']['lr']}), or low-precision "
-            f"overflow (trainer.precision={trainer.precision}). Fix: lower optim.lr, or use trainer.precision=32-true. {kept}"
+            f"overflow (trainer.precision={trainer.precision}). Fix: lower optim.lr, or use "
+            f"trainer.precision=32-true. {kept}"
         )
 
 
@@ -177,9 +183,15 @@ class WhitenFromData(L.Callback):
 
     def _conv(self, pl_module) -> torch.nn.Conv2d:
         conv = pl_module.net.features[0]
-        if not isinstance(conv, torch.nn.Conv2d) or conv.in_channels != 3 or 2 * 3 * conv.kernel_size[0] ** 2 != conv.out_channels:
-            raise CnnlabError(f"callbacks.whiten needs a backbone whose first layer is a whitening conv "
-                              f"(3 → 2·3·k² channels), but features.0 is {conv}. Fix: use it with model=fast.")
+        if (
+            not isinstance(conv, torch.nn.Conv2d)
+            or conv.in_channels != 3
+            or 2 * 3 * conv.kernel_size[0] ** 2 != conv.out_channels
+        ):
+            raise CnnlabError(
+                f"callbacks.whiten needs a backbone whose first layer is a whitening conv "
+                f"(3 → 2·3·k² channels), but features.0 is {conv}. Fix: use it with model=fast."
+            )
         return conv
 
     def setup(self, trainer, pl_module, stage: str) -> None:

@@ -20,17 +20,22 @@ def saved_config(path: str | Path) -> dict[str, Any]:
     """The run config stored in a checkpoint, or one clear error if the file is missing or not ours."""
     path = Path(path)
     if not path.is_file():
-        raise CnnlabError(f"checkpoint {path} does not exist. Fix: pass <run dir>/checkpoints/best.ckpt "
-                          f"(or last.ckpt) of a finished run.")
+        raise CnnlabError(
+            f"checkpoint {path} does not exist. Fix: pass <run dir>/checkpoints/best.ckpt "
+            f"(or last.ckpt) of a finished run."
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise CnnlabError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}). "
-                          f"Fix: pass a .ckpt written by cnnlab-train.") from None
+        raise CnnlabError(
+            f"checkpoint {path} could not be read ({type(e).__name__}: {e}). Fix: pass a .ckpt written by cnnlab-train."
+        ) from None
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict) or "state_dict" not in checkpoint:
-        raise CnnlabError(f"{path} is not a cnnlab checkpoint (no state_dict and run config). "
-                          f"Fix: pass a .ckpt written by cnnlab-train.")
+        raise CnnlabError(
+            f"{path} is not a cnnlab checkpoint (no state_dict and run config). "
+            f"Fix: pass a .ckpt written by cnnlab-train."
+        )
     return config
 
 
@@ -43,11 +48,16 @@ def load_classifier(path: str | Path) -> ImageClassifier:
 def check_model_matches(saved: dict[str, Any], model_cfg: dict[str, Any], path: str | Path) -> None:
     """Raise if the checkpoint was trained with a different model config than `model_cfg`."""
     before = saved["model"]
-    diffs = [f"model.{k}={before.get(k)!r} in the checkpoint but {model_cfg.get(k)!r} now"
-             for k in sorted(set(before) | set(model_cfg)) if before.get(k) != model_cfg.get(k)]
+    diffs = [
+        f"model.{k}={before.get(k)!r} in the checkpoint but {model_cfg.get(k)!r} now"
+        for k in sorted(set(before) | set(model_cfg))
+        if before.get(k) != model_cfg.get(k)
+    ]
     if diffs:
-        raise CnnlabError(f"checkpoint {path} belongs to a different model config: {'; '.join(diffs)}. Fix: drop the "
-                          f"model overrides so the checkpoint's own model is used, or pass that model's checkpoint.")
+        raise CnnlabError(
+            f"checkpoint {path} belongs to a different model config: {'; '.join(diffs)}. Fix: drop the "
+            f"model overrides so the checkpoint's own model is used, or pass that model's checkpoint."
+        )
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -62,14 +72,20 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     ckpt = target / "checkpoints" / "last.ckpt" if cfg.resume or cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     previous = runs.read_metrics(target) if cfg.resume or cfg.ckpt_path == "last" else None
     if previous is not None and previous.get("status") == "completed":
-        raise CnnlabError(f"{target} holds a completed run: there is nothing to resume, and it is never changed. "
-                          f"Fix: start a new run (train longer with trainer.max_epochs=... in a new directory).")
+        raise CnnlabError(
+            f"{target} holds a completed run: there is nothing to resume, and it is never changed. "
+            f"Fix: start a new run (train longer with trainer.max_epochs=... in a new directory)."
+        )
     if not ckpt.is_file():
         if previous is not None and previous.get("status") in ("interrupted", "failed"):
-            log.warning("%s stopped before its first epoch ended (no %s): it restarts from the beginning.", target, ckpt)
+            log.warning(
+                "%s stopped before its first epoch ended (no %s): it restarts from the beginning.", target, ckpt
+            )
             return None
-        raise CnnlabError(f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of an "
-                          f"interrupted run, or ckpt_path=<existing .ckpt file>.")
+        raise CnnlabError(
+            f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of an "
+            f"interrupted run, or ckpt_path=<existing .ckpt file>."
+        )
     saved = saved_config(ckpt)
     check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), ckpt)
     check_schedule_length(saved, cfg, ckpt)
@@ -85,6 +101,8 @@ def check_schedule_length(saved: dict, cfg: DictConfig, ckpt: Path) -> None:
         before, now = saved["trainer"].get(key), cfg.trainer.get(key)
         if before != now:
             name = cfg.schedule._target_.rsplit(".", 1)[-1]
-            raise CnnlabError(f"resuming {ckpt} with trainer.{key}={now}, but its {name} schedule was laid out for "
-                              f"trainer.{key}={before}. Fix: resume with trainer.{key}={before}; a run you mean to "
-                              f"extend later should use schedule=none.")
+            raise CnnlabError(
+                f"resuming {ckpt} with trainer.{key}={now}, but its {name} schedule was laid out for "
+                f"trainer.{key}={before}. Fix: resume with trainer.{key}={before}; a run you mean to "
+                f"extend later should use schedule=none."
+            )

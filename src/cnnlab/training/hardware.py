@@ -36,10 +36,14 @@ def _lightning_precisions() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """The x86 features that decide CPU speed settings present here: a subset of avx2, avx512f, avx512_bf16, amx_bf16."""
+    """The x86 features present here that decide the CPU speed settings: avx2, avx512f, avx512_bf16, amx_bf16."""
     found: set[str] = set()
-    checks = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported",
-              "avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    checks = {
+        "avx2": "_is_avx2_supported",
+        "avx512f": "_is_avx512_supported",
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx_bf16": "_is_amx_tile_supported",
+    }
     for flag, name in checks.items():  # torch's own cpuinfo (private API; absent on some builds)
         check = getattr(torch.cpu, name, None)
         try:
@@ -91,8 +95,10 @@ def check_device(cfg: DictConfig) -> None:
     """Refuse a GPU accelerator where torch sees no CUDA GPU (Lightning would stop with a traceback)."""
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine. "
-                          f"Fix: trainer.accelerator=auto (uses a GPU when there is one) or trainer.accelerator=cpu.")
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine. "
+            f"Fix: trainer.accelerator=auto (uses a GPU when there is one) or trainer.accelerator=cpu."
+        )
     resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)  # an unknown value: one line now
 
 
@@ -102,8 +108,10 @@ def resolve_precision(value: Any, accelerator: str) -> str:
     if value != "auto":
         valid = _lightning_precisions()
         if str(value) not in valid:
-            raise ConfigError(f"trainer.precision={value!r} is not a valid choice. Valid: auto, {', '.join(valid)}. "
-                              f"Fix: trainer.precision=auto (the fastest correct setting here) or e.g. 32-true.")
+            raise ConfigError(
+                f"trainer.precision={value!r} is not a valid choice. Valid: auto, {', '.join(valid)}. "
+                f"Fix: trainer.precision=auto (the fastest correct setting here) or e.g. 32-true."
+            )
         return _ALIASES.get(str(value), str(value))
     kind = device_kind(accelerator)
     if kind == "cuda":
@@ -120,7 +128,9 @@ def resolve_channels_last(value: Any, accelerator: str) -> bool:
         return kind == "cuda" or (kind == "cpu" and cpu_is_x86_with_onednn())
     if isinstance(value, bool):
         return value
-    raise ConfigError(f"channels_last={value!r} is not a valid choice. Valid: auto, true, false. Fix: channels_last=auto.")
+    raise ConfigError(
+        f"channels_last={value!r} is not a valid choice. Valid: auto, true, false. Fix: channels_last=auto."
+    )
 
 
 def resolve_run_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -128,16 +138,24 @@ def resolve_run_settings(cfg: DictConfig) -> dict[str, Any]:
     return them with the torch thread count for metrics.json."""
     accelerator = cfg.trainer.get("accelerator", "auto")
     asked = {"precision": cfg.trainer.get("precision", "auto"), "channels_last": cfg.get("channels_last", "auto")}
-    chosen = {"precision": resolve_precision(asked["precision"], accelerator),
-              "channels_last": resolve_channels_last(asked["channels_last"], accelerator)}
+    chosen = {
+        "precision": resolve_precision(asked["precision"], accelerator),
+        "channels_last": resolve_channels_last(asked["channels_last"], accelerator),
+    }
     with open_dict(cfg):
         cfg.trainer.precision = chosen["precision"]
         cfg.channels_last = chosen["channels_last"]
     kind = device_kind(accelerator)
     where = kind if kind != "cpu" else f"cpu ({', '.join(sorted(cpu_flags())) or 'no avx2/avx512'})"
-    log.info("device %s: precision=%s%s, channels_last=%s%s, %d torch threads", where, chosen["precision"],
-             " (auto)" if asked["precision"] == "auto" else "", str(chosen["channels_last"]).lower(),
-             " (auto)" if asked["channels_last"] == "auto" else "", torch.get_num_threads())
+    log.info(
+        "device %s: precision=%s%s, channels_last=%s%s, %d torch threads",
+        where,
+        chosen["precision"],
+        " (auto)" if asked["precision"] == "auto" else "",
+        str(chosen["channels_last"]).lower(),
+        " (auto)" if asked["channels_last"] == "auto" else "",
+        torch.get_num_threads(),
+    )
     return {**chosen, "threads": torch.get_num_threads()}
 
 

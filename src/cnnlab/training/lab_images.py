@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 import matplotlib.pyplot as plt
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from cnnlab.models.receptive_field import input_gradient, sees_whole_image

@@ -34,8 +34,9 @@ class ImageClassifier(L.LightningModule):
         self.tta = config.get("tta", 0)
         self.channels_last = config.get("channels_last") is True  # train.py resolves "auto" before building
         num_classes = self.net.num_classes
-        self.acc = torch.nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
-                                        for s in (*STAGES, "tta")})
+        self.acc = torch.nn.ModuleDict(
+            {f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in (*STAGES, "tta")}
+        )
         self.mean_loss = torch.nn.ModuleDict({f"{s}_loss": MeanMetric() for s in STAGES})
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         if self.channels_last:
@@ -108,19 +109,29 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         make_optimizer = instantiate(self.config["optim"])
-        fused = {"fused": True} if "fused" in inspect.signature(make_optimizer.func).parameters and can_fuse(self.net) else {}
-        optimizer = make_optimizer(param_groups(self.net, self.config["optim"], self.config.get("norm_lr_scale", 1.0)),
-                                   **fused)
+        fused = (
+            {"fused": True}
+            if "fused" in inspect.signature(make_optimizer.func).parameters and can_fuse(self.net)
+            else {}
+        )
+        optimizer = make_optimizer(
+            param_groups(self.net, self.config["optim"], self.config.get("norm_lr_scale", 1.0)), **fused
+        )
         schedule = instantiate(self.config["schedule"])(optimizer, int(self.trainer.estimated_stepping_batches))
-        return optimizer if schedule is None else {"optimizer": optimizer,
-                                                   "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return (
+            optimizer
+            if schedule is None
+            else {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        )
 
 
 def predict_tta(model: torch.nn.Module, images: torch.Tensor, level: int) -> torch.Tensor:
     """Test-time augmentation. level 1: mean logits of image and mirror; 2: level 1 averaged half-and-half
     with level 1 on the image translated one pixel up-left and down-right (reflect padding): six views."""
+
     def mirror(x: torch.Tensor) -> torch.Tensor:
         return 0.5 * model(x) + 0.5 * model(x.flip(-1))
+
     if level == 1:
         return mirror(images)
     h, w = images.shape[-2:]

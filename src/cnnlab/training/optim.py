@@ -17,16 +17,19 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 def param_groups(net: torch.nn.Module, optim: Mapping[str, Any], norm_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     """Trainable parameters; with norm_lr_scale=s, normalisation parameters get s× the learning rate and
     weight_decay/s, so their effective decay (lr × weight_decay) matches the other parameters'."""
-    norm_ids = {id(p) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)
-                for p in m.parameters()}
+    norm_ids = {
+        id(p) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase) for p in m.parameters()
+    }
     trainable = [p for p in net.parameters() if p.requires_grad]
     norm = [p for p in trainable if id(p) in norm_ids]
     other = [p for p in trainable if id(p) not in norm_ids]
     if norm_lr_scale == 1.0 or not norm:
         return [{"params": trainable}]
     decay = optim.get("weight_decay", 0.0)
-    return [{"params": norm, "lr": optim["lr"] * norm_lr_scale, "weight_decay": decay / norm_lr_scale},
-            {"params": other}]
+    return [
+        {"params": norm, "lr": optim["lr"] * norm_lr_scale, "weight_decay": decay / norm_lr_scale},
+        {"params": other},
+    ]
 
 
 def can_fuse(net: torch.nn.Module) -> bool:
@@ -38,7 +41,9 @@ def can_fuse(net: torch.nn.Module) -> bool:
     """
     params = [p for p in net.parameters() if p.requires_grad]
     devices = {p.device.type for p in params}
-    return bool(params) and len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+    return (
+        bool(params) and len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+    )
 
 
 def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
@@ -46,11 +51,14 @@ def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
     return None
 
 
-def onecycle(optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float, div_factor: float,
-             final_div_factor: float) -> LRScheduler:
+def onecycle(
+    optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float, div_factor: float, final_div_factor: float
+) -> LRScheduler:
     """Linear warm-up from lr/div_factor to lr over pct_start of the steps, then linear decay to
     lr/(div_factor·final_div_factor): a triangle (torch's OneCycleLR divides by zero on runs of a few steps)."""
-    return triangle(optimizer, total_steps, start=1 / div_factor, peak=pct_start, end=1 / (div_factor * final_div_factor))
+    return triangle(
+        optimizer, total_steps, start=1 / div_factor, peak=pct_start, end=1 / (div_factor * final_div_factor)
+    )
 
 
 def cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
@@ -66,4 +74,5 @@ def triangle(optimizer: torch.optim.Optimizer, total_steps: int, start: float, p
         if step < top:
             return start + (1 - start) * step / top
         return 1 + (end - 1) * min(1.0, (step - top) / max(1, total_steps - top))
+
     return LambdaLR(optimizer, factor)
