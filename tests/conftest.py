@@ -56,8 +56,8 @@ def write_fake_cifar(root: Path, per_batch: int = 40, seed: int = 0, bytes_keys:
 
 
 def real_cifar_dir() -> Path | None:
-    """Real CIFAR-10: $CNNLAB_CIFAR_DIR, else the team's copy beside the checkout, else None."""
-    for candidate in (os.environ.get("CNNLAB_CIFAR_DIR"), REPO.parent / "shared/data/cifar10-partial"):
+    """Real CIFAR-10: $CNNLAB_CIFAR_DIR, else the team's full copy beside the checkout, else None."""
+    for candidate in (os.environ.get("CNNLAB_CIFAR_DIR"), REPO.parent / "shared/data"):
         if candidate and (Path(candidate) / "cifar-10-batches-py" / "data_batch_1").exists():
             return Path(candidate)
     return None
@@ -72,5 +72,5 @@ def fake_cifar(tmp_path: Path) -> Path:
 def real_cifar() -> Path:
     path = real_cifar_dir()
     if path is None:
-        pytest.skip("real CIFAR-10 not found (set CNNLAB_CIFAR_DIR or provide ../shared/data/cifar10-partial)")
+        pytest.skip("real CIFAR-10 not found (set CNNLAB_CIFAR_DIR or provide ../shared/data/cifar-10-batches-py)")
     return path

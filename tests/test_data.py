@@ -274,9 +274,14 @@ def test_val_size_may_be_a_fraction():
 
 
 @pytest.mark.real_data
-def test_real_cifar_partial_copy_loads(real_cifar):
-    dm = CIFAR10DataModule(data_dir=str(real_cifar), download=False, val_size=500)
+def test_real_cifar_loads_the_full_set(real_cifar):
+    dm = CIFAR10DataModule(data_dir=str(real_cifar), download=False)
     dm.setup()
-    total = len(dm.train_set) + len(dm.val_set)
-    assert total >= 3805 and len(dm.test_set) >= 761
+    train_y = torch.cat([dm.train_set.tensors[1], dm.val_set.tensors[1]])
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (45_000, 5_000, 10_000)
+    # the dataset's published facts: 5,000 training and 1,000 test images per class, the first test labels
+    assert torch.bincount(train_y).tolist() == [5000] * 10
+    assert torch.bincount(dm.test_set.tensors[1]).tolist() == [1000] * 10
     assert dm.test_set.tensors[1][:5].tolist() == [3, 8, 8, 0, 6]  # cat, ship, ship, airplane, frog
+    train_x = torch.cat([dm.train_set.tensors[0], dm.val_set.tensors[0]]).float() / 255
+    assert train_x.mean(dim=(0, 2, 3)).tolist() == pytest.approx([0.4914, 0.4822, 0.4465], abs=1e-4)
