@@ -145,11 +145,11 @@ def template_rate(
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from cnnlab.cli.train import build_trainer, run_config
     from cnnlab.config import compose_config
     from cnnlab.training.callbacks import ReseedEachEpoch, ThroughputMeter
     from cnnlab.training.hardware import resolve_run_settings
     from cnnlab.training.module import ImageClassifier
+    from cnnlab.training.trainer import build_trainer, run_config
 
     class Clock(ThroughputMeter):  # the run's own meter, plus a clock over steps warmup .. warmup + steps - 1
         def __init__(self) -> None:

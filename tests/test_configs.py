@@ -6,7 +6,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cnnlab.cli.train import run_config
 from cnnlab.config import config_dir
 from cnnlab.data.cifar10 import CIFAR10DataModule
 from cnnlab.data.tiny import TinyDataModule
@@ -15,6 +14,7 @@ from cnnlab.models.cnn import ConvNet
 from cnnlab.models.fast import FastNet
 from cnnlab.models.mlp import MLP
 from cnnlab.training.module import ImageClassifier
+from cnnlab.training.trainer import run_config
 from conftest import compose_config
 
 CONF = Path(config_dir())

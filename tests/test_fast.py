@@ -128,8 +128,8 @@ def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
 
 
 def test_channels_last_gives_the_same_logits():
-    from cnnlab.cli.train import run_config
     from cnnlab.training.module import ImageClassifier
+    from cnnlab.training.trainer import run_config
     from conftest import compose_config
 
     config = run_config(compose_config(["model.width=8", "channels_last=false"]))

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab.cli.train import run, run_config
+from cnnlab.cli.train import run
 from cnnlab.lab.tools import build_datamodule
 from cnnlab.training import callbacks as callbacks_module
 from cnnlab.training.callbacks import ThroughputMeter
 from cnnlab.training.module import ImageClassifier
+from cnnlab.training.trainer import run_config
 from conftest import compose_config
 
 

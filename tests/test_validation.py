@@ -105,3 +105,22 @@ def test_the_command_line_refuses_bad_input_with_one_line_and_exit_2(tmp_path, a
     assert proc.returncode == 2, output[-2000:]
     assert message in output and "Traceback" not in output
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_while_the_command_starts_up_ends_with_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    proc = subprocess.Popen(
+        [str(exe), "data=tiny", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # importing torch and Lightning takes several seconds: the signal lands during start-up
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().endswith("stopped by Ctrl+C.") and "Traceback" not in out + err
+    assert not (tmp_path / "run").exists()

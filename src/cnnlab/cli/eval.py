@@ -11,11 +11,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import config, runs
-from cnnlab.cli.train import build_trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
 from cnnlab.training.checkpoints import check_model_matches, saved_config
 from cnnlab.training.module import ImageClassifier
+from cnnlab.training.trainer import build_trainer
 
 log = logging.getLogger("cnnlab")
 

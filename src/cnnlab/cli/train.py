@@ -11,9 +11,8 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cnnlab import config, runs
 from cnnlab.models import count_parameters
@@ -21,46 +20,12 @@ from cnnlab.models.receptive_field import final_receptive_field, too_small_warni
 from cnnlab.models.summary import summary_table
 from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
-from cnnlab.training.hardware import check_device, resolve_precision, resolve_run_settings, threads_for_job
-from cnnlab.training.lab_images import LabImages
+from cnnlab.training.hardware import check_device, resolve_run_settings, threads_for_job
 from cnnlab.training.module import ImageClassifier
-from cnnlab.training.progress import SteppedRichProgressBar
+from cnnlab.training.trainer import build_trainer, run_config
 
 log = logging.getLogger("cnnlab")
 HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
-
-
-def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback] = ()) -> L.Trainer:
-    """cfg.trainer with the callbacks and loggers groups; for training (run_dir given) the run's guards too."""
-    callbacks = list(guards)
-    if run_dir is not None:
-        ckpt_dir = run_dir / "checkpoints"
-        callbacks += [cb.GracefulInterrupt(ckpt_dir), cb.NonFiniteLossGuard(ckpt_dir)]
-        callbacks += [instantiate(c) for c in (cfg.callbacks or {}).values()]
-        if cfg.lab_images:
-            callbacks.append(LabImages())
-    if cfg.progress_bar:
-        callbacks.append(SteppedRichProgressBar())  # redraws every 10 batches: see its docstring
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values()] if run_dir is not None else []
-    if not loggers:  # nothing to write a learning-rate curve to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(
-        cfg.trainer,
-        logger=loggers or False,
-        callbacks=callbacks,
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        enable_progress_bar=bool(cfg.progress_bar),
-        precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
-    )
-
-
-def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config without Hydra's section: what rebuilds the run's module (checkpoints store it)."""
-    return {
-        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-        for k, v in cfg.items()
-        if k != "hydra"
-    }
 
 
 def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
