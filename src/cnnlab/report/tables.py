@@ -100,18 +100,7 @@ def grouped_rows(jobs: list[Job], axes: list[str]) -> list[dict[str, Any]]:
 def write_markdown(jobs: list[Job], axes: list[str], path: Path, plots: list[str]) -> None:
     """summary.md: settings sorted by val acc (mean ± std over seeds), failures with their errors, plots."""
     grouped = grouped_rows(jobs, axes)
-    columns = (
-        "setting",
-        "jobs",
-        "params",
-        "receptive_field",
-        "val_acc_final",
-        "val_acc_best",
-        "test_acc",
-        "train_val_gap",
-        "epochs",
-        "wall_s",
-    )
+    columns = ("setting", "jobs", *(c for c in JOB_COLUMNS if c != "status"))
     lines = [
         f"# Sweep summary ({len(jobs)} jobs)",
         "",
