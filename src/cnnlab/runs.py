@@ -72,6 +72,9 @@ def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
         return None
     path = Path(run_dir) / METRICS_FILE
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the record is as readable as any other file
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(record, indent=2, sort_keys=True, default=float) + "\n")
     os.replace(tmp, path)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cnnlab.errors import CnnlabError
 from cnnlab.runs import read_metrics
 
 if TYPE_CHECKING:
@@ -24,7 +25,10 @@ def job_statuses(sweep_dir: Path) -> dict[str, str]:
     """Job directory name → status from its metrics.json ('missing' where it wrote none)."""
     statuses = {}
     for job_dir in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()):
-        record = read_metrics(job_dir)
+        try:
+            record = read_metrics(job_dir)
+        except CnnlabError:  # a damaged record: the job counts as not completed, the summary still ends
+            record = {"status": "unreadable"}
         statuses[job_dir.name] = record.get("status", "unknown") if record else "missing"
     return statuses
 
