@@ -124,3 +124,24 @@ def test_ctrl_c_while_the_command_starts_up_ends_with_one_line_and_exit_130(tmp_
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err.strip().endswith("stopped by Ctrl+C.") and "Traceback" not in out + err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "key, value, accepted",
+    [
+        ("trainer.gradient_clip_val", 1.0, True),  # a Lightning Trainer argument the config does not list
+        ("optim.dampening", 0.1, True),  # torch.optim.SGD's
+        ("data.on_device", True, True),
+        ("trainer.gradient_clip", 1.0, False),  # misspelt: no such Trainer argument
+        ("model.foo", 1, False),
+    ],
+)
+def test_a_new_key_passes_only_when_what_the_group_builds_takes_it(key, value, accepted):
+    defaults, cfg = composed([]), composed([])
+    OmegaConf.set_struct(cfg, False)
+    OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    if accepted:
+        validate(cfg, defaults)
+    else:
+        with pytest.raises(ConfigError, match=f"^{key} is not a key of this config, nor an argument"):
+            validate(cfg, defaults)

@@ -169,6 +169,30 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): node}
 
 
+def _target_accepts(cfg: DictConfig, key: str) -> bool:
+    """Whether `key` (group.name) names an argument of the group's `_target_` (a class, its bases, a function)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    group, _, name = key.rpartition(".")
+    target = OmegaConf.select(cfg, f"{group}._target_") if group else None
+    if not isinstance(target, str):
+        return False
+    try:
+        obj = get_object(target)
+    except Exception:
+        return False
+    functions = [c.__init__ for c in inspect.getmro(obj) if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
+    for function in functions:
+        try:
+            if name in inspect.signature(function).parameters:
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
+
+
 def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool):
         return bool in types
@@ -199,9 +223,11 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
                 f"Fix: e.g. {parent}={_example(parent, expected[parent])}."
             )
         if key not in expected and not any(key.startswith(f) for f in FREE_FORM):
+            if _target_accepts(cfg, key):
+                continue  # e.g. +trainer.gradient_clip_val=1.0: an argument its _target_ takes, checked there
             raise ConfigError(
-                f"{key} is not a key of this config. Fix: check its spelling (cnnlab-train --cfg job "
-                f"lists every key), or remove +{key}."
+                f"{key} is not a key of this config, nor an argument of what it builds. Fix: check its spelling "
+                f"(cnnlab-train --cfg job lists every key), or remove +{key}."
             )
         default = expected.get(key)
         types = UNION.get(key) or NULLABLE.get(key) or (() if default is None else (type(default),))
