@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from cnnlab.cli.train import run
@@ -68,3 +69,15 @@ def test_mlflow_logger_gets_the_same_params_and_metrics(tmp_path, monkeypatch):
     (logged,) = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])
     assert logged.data.params["model/width"] == "8"
     assert logged.data.metrics["hp/test_acc"] == pytest.approx(metrics["test_acc"])
+
+
+def test_val_size_zero_trains_on_every_image_and_tests_the_last_epoch(tmp_path, caplog):
+    metrics = train(tmp_path, "data.val_size=0", "trainer.max_epochs=2")
+    assert metrics["status"] == "completed" and metrics["val_acc_best"] is None and metrics["val_acc_final"] is None
+    assert set(metrics["curves"]) == {"train/loss", "train/acc"} and len(metrics["curves"]["train/acc"]) == 2
+    assert metrics["best_checkpoint"] == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2 * 10  # all 600 images at 64 per batch: 10 steps an epoch, none held out
+    assert "data.val_size=0: no validation split, so best_checkpoint (watching val/) are left out" in caplog.text
+    assert metrics["test_acc"] > 0.3  # chance is 0.1

@@ -52,11 +52,12 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     best = trainer.checkpoint_callback
     best_path = best.best_model_path if best is not None else ""
-    val_final = float(trainer.callback_metrics.get("val/acc", float("nan")))
+    val_final = float(trainer.callback_metrics["val/acc"]) if "val/acc" in trainer.callback_metrics else None
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
     val_best = float(best.best_model_score) if best is not None and best.best_model_score is not None else val_final
     for logger in trainer.loggers:
-        logger.log_metrics({"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}, step=trainer.global_step)
+        hp = {"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}
+        logger.log_metrics({k: v for k, v in hp.items() if v is not None}, step=trainer.global_step)
         logger.finalize("success")  # flush and close files before the record says "completed"
     return {
         "val_acc_final": val_final,

@@ -147,12 +147,13 @@ class ImageDataModule(L.LightningDataModule):
         self.test_set = TensorDataset(test_x, test_y)
 
     def _val_count(self, available: int) -> int:
+        """Images held out for validation; 0 (data.val_size=0) trains on all of them, as airbench does."""
         n_val = round(self.val_size * available) if isinstance(self.val_size, float) else int(self.val_size)
-        if not 0 < n_val < available:
+        if not 0 <= n_val < available:
             raise ConfigError(
                 f"data.val_size={self.val_size} does not fit: {self.name} has {available} training images, so the "
-                f"validation split must hold 1..{available - 1}. Fix: e.g. data.val_size={max(1, available // 10)} "
-                f"or a fraction such as data.val_size=0.1."
+                f"validation split must hold 0..{available - 1}. Fix: e.g. data.val_size={max(1, available // 10)} "
+                f"or a fraction such as data.val_size=0.1 (or 0 to train on all of them)."
             )
         return n_val
 

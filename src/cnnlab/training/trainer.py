@@ -3,6 +3,7 @@ that its module is built from (and that checkpoints store)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,27 @@ from cnnlab.training import callbacks as cb
 from cnnlab.training.hardware import resolve_precision
 from cnnlab.training.lab_images import LabImages
 
+log = logging.getLogger("cnnlab")
+
 
 def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback] = ()) -> L.Trainer:
-    """cfg.trainer with the callbacks and loggers groups; for training (run_dir given) the run's guards too."""
+    """cfg.trainer with the callbacks and loggers groups; for training (run_dir given) the run's guards too.
+    Without a validation split (data.val_size=0), callbacks that watch a validation metric are left out."""
     callbacks = list(guards)
     if run_dir is not None:
         ckpt_dir = run_dir / "checkpoints"
         callbacks += [cb.GracefulInterrupt(ckpt_dir), cb.NonFiniteLossGuard(ckpt_dir)]
-        callbacks += [instantiate(c) for c in (cfg.callbacks or {}).values()]
+        chosen = {name: instantiate(c) for name, c in (cfg.callbacks or {}).items()}
+        if cfg.data.get("val_size") == 0:
+            watching = [name for name, c in chosen.items() if str(getattr(c, "monitor", None)).startswith("val/")]
+            if watching:
+                log.warning(
+                    "data.val_size=0: no validation split, so %s (watching val/) are left out; the test uses "
+                    "the last epoch's weights (checkpoints/last.ckpt).",
+                    ", ".join(watching),
+                )
+            chosen = {name: c for name, c in chosen.items() if name not in watching}
+        callbacks += list(chosen.values())
         if cfg.lab_images:
             callbacks.append(LabImages())
     if cfg.progress_bar:
