@@ -88,6 +88,7 @@ def test_the_leaves_cover_nested_groups():
 CLI_CASES = [
     (["model=resnet"], "model=resnet is not a config in conf/model/. Valid: cnn, fast, mlp"),
     (["model.dpth=3"], "model.dpth is not a key of the config"),
+    (["threads=-1"], "threads=-1 is out of range"),  # checked before the Hydra app sets torch's threads
 ]
 
 

@@ -17,41 +17,41 @@ def _start(module: str) -> None:
     main()  # its own guard (cnnlab.runs.console_script) covers the rest
 
 
-def train() -> None:
+def cnnlab_train() -> None:
     """cnnlab-train."""
     _start("cnnlab.cli.train")
 
 
-def eval() -> None:  # noqa: A001  (the command's name)
+def cnnlab_eval() -> None:
     """cnnlab-eval."""
     _start("cnnlab.cli.eval")
 
 
-def compare() -> None:
+def cnnlab_compare() -> None:
     """cnnlab-compare."""
     _start("cnnlab.report.compare")
 
 
-def rf() -> None:
+def cnnlab_rf() -> None:
     """cnnlab-rf."""
     _start("cnnlab.lab.rf")
 
 
-def params() -> None:
+def cnnlab_params() -> None:
     """cnnlab-params."""
     _start("cnnlab.lab.params")
 
 
-def equivariance() -> None:
+def cnnlab_equivariance() -> None:
     """cnnlab-equivariance."""
     _start("cnnlab.lab.equivariance")
 
 
-def linearity() -> None:
+def cnnlab_linearity() -> None:
     """cnnlab-linearity."""
     _start("cnnlab.lab.linearity")
 
 
-def pooling() -> None:
+def cnnlab_pooling() -> None:
     """cnnlab-pooling."""
     _start("cnnlab.lab.pooling")

@@ -30,6 +30,8 @@ HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
 
 def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
     """Fit and test one configuration; return the numbers that go into metrics.json."""
+    if threads := threads_for_job(cfg.threads, HydraConfig.get()):  # after validation: threads >= 1
+        torch.set_num_threads(threads)
     settings = resolve_run_settings(cfg)  # precision/channels_last `auto` → this machine's choice, into cfg
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
@@ -92,10 +94,8 @@ def run(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    """Hydra's entry: threads, matmul precision, then the job."""
+    """Hydra's entry: matmul precision, then the job."""
     torch.set_float32_matmul_precision("high")
-    if threads := threads_for_job(cfg.threads, HydraConfig.get()):
-        torch.set_num_threads(threads)
     return run(cfg)
 
 
