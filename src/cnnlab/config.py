@@ -85,7 +85,7 @@ def hydra_error_line(exc: Exception) -> str:
         key = text.split("Could not override '")[1].split("'")[0]
         return (
             f"{key} is not a key of the config. Fix: check its spelling (cnnlab-train --cfg job lists every "
-            f"key), or add a new key on purpose with +{key}=..."
+            f"key); an argument the group's _target_ takes can be added with +{key}=..."
         )
     return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
 
