@@ -254,7 +254,8 @@ def test_compare_refuses_an_out_that_cannot_be_written_with_one_line(sweep, tmp_
         main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert err == f"error: --out {in_the_way} is a file, not a directory. Fix: pass --out <a writable folder>.\n"
+    fix = "Fix: pass --out <a writable folder that is not a run directory>."
+    assert err == f"error: --out {in_the_way} is a file, not a directory. {fix}\n"
 
 
 def test_tensorboard_names_each_sweep_job_by_what_it_changed(sweep):
@@ -267,3 +268,16 @@ def test_tensorboard_names_each_sweep_job_by_what_it_changed(sweep):
         "model.depth=3,seed=1",
     ]
     assert all(any(p.glob("events.out.tfevents.*")) for p in (sweep_dir / "tb").iterdir())
+
+
+def test_compare_never_writes_into_a_finished_run(sweep, monkeypatch, capsys):
+    from cnnlab.report.compare import main
+
+    sweep_dir, _ = sweep
+    run_dir = sweep_dir / "2"  # a completed job: compare given the run itself would default --out to it
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(run_dir)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and "is a run directory" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

@@ -91,6 +91,15 @@ def check_writable(path: Path, what: str, fix: str) -> None:
         raise CnnlabError(f"{what} {path} cannot be written ({existing} is not a writable folder). Fix: {fix}")
 
 
+def check_report_dir(path: Path, what: str, fix: str) -> None:
+    """A folder a report or figures may go into: writable, and not a run directory (its files are its record)."""
+    check_writable(path, what, fix)
+    if (path / METRICS_FILE).exists():
+        raise CnnlabError(
+            f"{what} {path} is a run directory: its files are that run's record and never change. Fix: {fix}"
+        )
+
+
 def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | None:
     """Accept `run_dir` for this job, then save its config and start its log file.
 
@@ -266,15 +275,17 @@ def _hydra_overrides(argv: list[str]) -> list[str] | None:
     return argv
 
 
+def _drop_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def quiet() -> None:
     """Install the warning filters and drop Lightning's 'Tip' advertisements."""
     import warnings
 
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡 Tip")
-    )
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_tips)  # a set: added once
 
 
 def console_script(main: Callable[[], Any], composes: str | None = None) -> Callable[[], None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from functools import partial
 
 
 def _start(module: str) -> None:
@@ -17,41 +18,11 @@ def _start(module: str) -> None:
     main()  # its own guard (cnnlab.runs.console_script) covers the rest
 
 
-def cnnlab_train() -> None:
-    """cnnlab-train."""
-    _start("cnnlab.cli.train")
-
-
-def cnnlab_eval() -> None:
-    """cnnlab-eval."""
-    _start("cnnlab.cli.eval")
-
-
-def cnnlab_compare() -> None:
-    """cnnlab-compare."""
-    _start("cnnlab.report.compare")
-
-
-def cnnlab_rf() -> None:
-    """cnnlab-rf."""
-    _start("cnnlab.lab.rf")
-
-
-def cnnlab_params() -> None:
-    """cnnlab-params."""
-    _start("cnnlab.lab.params")
-
-
-def cnnlab_equivariance() -> None:
-    """cnnlab-equivariance."""
-    _start("cnnlab.lab.equivariance")
-
-
-def cnnlab_linearity() -> None:
-    """cnnlab-linearity."""
-    _start("cnnlab.lab.linearity")
-
-
-def cnnlab_pooling() -> None:
-    """cnnlab-pooling."""
-    _start("cnnlab.lab.pooling")
+cnnlab_train = partial(_start, "cnnlab.cli.train")
+cnnlab_eval = partial(_start, "cnnlab.cli.eval")
+cnnlab_compare = partial(_start, "cnnlab.report.compare")
+cnnlab_rf = partial(_start, "cnnlab.lab.rf")
+cnnlab_params = partial(_start, "cnnlab.lab.params")
+cnnlab_equivariance = partial(_start, "cnnlab.lab.equivariance")
+cnnlab_linearity = partial(_start, "cnnlab.lab.linearity")
+cnnlab_pooling = partial(_start, "cnnlab.lab.pooling")

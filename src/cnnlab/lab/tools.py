@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.models import Backbone
-from cnnlab.runs import check_writable
+from cnnlab.runs import check_report_dir
 from cnnlab.training.checkpoints import load_classifier
 
 
@@ -29,7 +29,7 @@ def parser(tool: str, description: str) -> argparse.ArgumentParser:
 def output_dir(tool: str, out: Path | None) -> Path:
     """The folder the tool writes into, created (or one clear error if it cannot be)."""
     path = out or Path("outputs/lab") / tool / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    check_writable(path, "--out", "pass --out <a writable folder>.")
+    check_report_dir(path, "--out", "pass --out <a writable folder that is not a run directory>.")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

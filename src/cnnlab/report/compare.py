@@ -9,7 +9,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.report.collect import collect_jobs, swept_axes
 from cnnlab.report.plots import plot_by_axis, plot_losses, plot_val_acc
 from cnnlab.report.tables import job_row, write_csv, write_markdown
-from cnnlab.runs import check_writable, console_script
+from cnnlab.runs import check_report_dir, console_script
 
 
 def compare(roots: list[Path], out: Path) -> list[Path]:
@@ -18,7 +18,7 @@ def compare(roots: list[Path], out: Path) -> list[Path]:
     if not jobs:
         raise CnnlabError(f"no run directories (with .hydra/overrides.yaml) under {', '.join(map(str, roots))}")
     axes = swept_axes(jobs)
-    check_writable(out, "--out", "pass --out <a writable folder>.")
+    check_report_dir(out, "--out", "pass --out <a writable folder that is not a run directory>.")
     out.mkdir(parents=True, exist_ok=True)
     plots = [
         p for p in (plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)) if p
