@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
+from cnnlab.errors import ConfigError
+
 
 class BatchOp:
     """Base class: `name` is what dataset configs refer to when they declare label-unsafe transforms."""
@@ -38,6 +40,40 @@ class RandomFlip(BatchOp):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(_coin(x, self.p), x.flip(-1), x)
+
+
+class AlternatingFlip(BatchOp):
+    """airbench's flip: every image is mirrored in alternate epochs, from a random start per image, so any two
+    consecutive epochs show both views of every image (random flips repeat a view in half of the image-pairs).
+
+    The start is a seeded random bit per value of the image's pixel sum, so no image index has to travel with
+    the batch; that is why this op must come first, before any op that changes the pixels.
+    """
+
+    name = "flip"  # label-safe exactly when a random flip is
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.epoch = 0
+        self._start_bits: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Alternate with the training epoch (the datamodule calls this before each training batch)."""
+        self.epoch = epoch
+
+    def _starts(self, x: torch.Tensor) -> torch.Tensor:
+        values = x[0].numel() * 255 + 1  # pixel sums of uint8 images run over 0..numel·255
+        key = (values, x.device)
+        if key not in self._start_bits:
+            gen = torch.Generator().manual_seed(self.seed)
+            self._start_bits[key] = torch.randint(0, 2, (values,), generator=gen).to(x.device)
+        # Exact: uint8/255·255 rounds back to the byte, and sums stay below 2^24 (float32's integer range).
+        pixel_sum = (x * 255).round().sum(dim=(1, 2, 3)).long()
+        return self._start_bits[key][pixel_sum]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mirrored = (self._starts(x) + self.epoch) % 2 == 1
+        return torch.where(mirrored.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 class RandomVerticalFlip(BatchOp):
@@ -173,6 +209,13 @@ class Augmentation:
     def __init__(self, ops: Sequence[BatchOp] = (), allow_label_unsafe: bool = False) -> None:
         self.ops = list(ops)
         self.allow_label_unsafe = allow_label_unsafe
+        late = [i for i, op in enumerate(self.ops) if isinstance(op, AlternatingFlip) and i > 0]
+        if late:
+            raise ConfigError(
+                f"augmentation op {late[0]} (AlternatingFlip) must come first: it recognises each image by its pixels, "
+                f"which the ops before it ({', '.join(op.name for op in self.ops[: late[0]])}) change every epoch. "
+                "Fix: list cnnlab.augment.ops.AlternatingFlip first in augment.ops."
+            )
 
     @property
     def names(self) -> list[str]:
@@ -183,6 +226,12 @@ class Augmentation:
     def batched(self) -> bool:
         """True when every op is a pure tensor op (no per-image Python loop)."""
         return all(op.batched for op in self.ops)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell epoch-aware ops (AlternatingFlip) which training epoch the next batches belong to."""
+        for op in self.ops:
+            if hasattr(op, "set_epoch"):
+                op.set_epoch(epoch)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         for op in self.ops:

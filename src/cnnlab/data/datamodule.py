@@ -213,4 +213,6 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
+        if training:
+            self.augment.set_epoch(self.trainer.current_epoch)
         return self.prepare_batch(images, train=training), labels

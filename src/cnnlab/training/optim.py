@@ -66,6 +66,11 @@ def cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=0.0)
 
 
+def linear(optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
+    """Linear decay from lr at the first step to 0 after the last, no warm-up (airbench94_muon)."""
+    return LambdaLR(optimizer, lambda step: max(0.0, 1 - step / max(1, total_steps)))
+
+
 def triangle(optimizer: torch.optim.Optimizer, total_steps: int, start: float, peak: float, end: float) -> LRScheduler:
     """airbench: linear from start× up to 1× at `peak` of the steps, then linearly down to end×."""
     top = max(1, int(peak * total_steps))
@@ -76,3 +81,82 @@ def triangle(optimizer: torch.optim.Optimizer, total_steps: int, start: float, p
         return 1 + (end - 1) * min(1.0, (step - top) / max(1, total_steps - top))
 
     return LambdaLR(optimizer, factor)
+
+
+def orthogonalize(update: torch.Tensor, steps: int = 3) -> torch.Tensor:
+    """Push the singular values of a 2-D matrix towards 1 with a quintic Newton–Schulz iteration (Muon's
+    coefficients, tuned for few steps: the result is roughly, not exactly, orthogonal)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = update.float()
+    x = x / (x.norm() + 1e-7)  # spectral norm ≤ Frobenius norm = 1, inside the iteration's basin
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if tall else x).to(update.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for conv filters, Nesterov SGD for everything else (airbench94_muon, Keller Jordan 2024).
+
+    Every 4-D parameter steps by its Nesterov momentum orthogonalised as an out × (in·k·k) matrix, at `filter_lr`
+    with `filter_momentum`, and is rescaled to norm sqrt(out) before each step: BatchNorm follows every filter, so
+    only the direction matters and a fixed norm keeps the step's angle constant. The other parameters (biases, the
+    linear head) keep their group's `lr`, `momentum` and `weight_decay` (so `norm_lr_scale` works as with SGD).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.85,
+        nesterov: bool = True,
+        weight_decay: float = 0.0,
+        filter_lr: float = 0.24,
+        filter_momentum: float = 0.6,
+        ns_steps: int = 3,
+    ) -> None:
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        split = []
+        for group in groups:
+            params_of_group = list(group["params"])
+            others = [p for p in params_of_group if p.ndim != 4]
+            filters = [p for p in params_of_group if p.ndim == 4]
+            if others:
+                split.append({**group, "params": others})
+            if filters:
+                split.append(
+                    {"params": filters, "lr": filter_lr, "momentum": filter_momentum, "weight_decay": 0.0, "muon": True}
+                )
+        defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
+        super().__init__(split, {**defaults, "muon": False, "ns_steps": ns_steps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter with a gradient; `closure` re-evaluates the loss (Lightning passes one)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buffer = state["momentum_buffer"]
+                buffer.mul_(group["momentum"]).add_(grad)
+                update = grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
+                if group["muon"]:
+                    p.mul_(len(p) ** 0.5 / p.norm())
+                    update = orthogonalize(update.reshape(len(p), -1), group["ns_steps"]).view_as(p)
+                p.add_(update, alpha=-group["lr"])
+        return loss

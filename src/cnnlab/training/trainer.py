@@ -44,8 +44,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()] if run_dir is not None else []
     if not loggers:  # nothing to write a learning-rate curve to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    no_validation = {"limit_val_batches": 0} if cfg.data.get("val_size") == 0 else {}  # no empty val loop
     return instantiate(
         cfg.trainer,
+        **no_validation,
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
