@@ -8,6 +8,7 @@ import torch
 
 from cnnlab.augment import Augmentation
 from cnnlab.augment.ops import (
+    AlternatingFlip,
     ColorJitter,
     Cutout,
     RandomCrop,
@@ -16,6 +17,7 @@ from cnnlab.augment.ops import (
     RandomVerticalFlip,
     TorchvisionPolicy,
 )
+from cnnlab.errors import ConfigError
 
 
 def batch(n: int = 64, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
@@ -208,3 +210,61 @@ def test_pipeline_applies_ops_in_order_and_reports_their_names():
         "crop",
         "flip",
     ]
+
+
+def _asymmetric_images(n: int, seed: int = 0) -> torch.Tensor:
+    """uint8-valued float images in [0, 1], none of them equal to its mirror image."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 8, 8), generator=gen).float() / 255
+
+
+def _mirrored(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    is_flipped = (out == images.flip(-1)).flatten(1).all(1)
+    is_kept = (out == images).flatten(1).all(1)
+    assert bool((is_flipped ^ is_kept).all()), "every image is either itself or its mirror image"
+    return is_flipped
+
+
+def test_alternating_flip_mirrors_each_image_in_exactly_one_of_two_consecutive_epochs():
+    images = _asymmetric_images(400)
+    op = AlternatingFlip(seed=3)
+    states = []
+    for epoch in range(4):
+        op.set_epoch(epoch)
+        shuffled = torch.randperm(400, generator=torch.Generator().manual_seed(epoch))
+        out = op(images[shuffled])  # the state follows the image, not its place in the batch
+        flipped = torch.empty(400, dtype=torch.bool)
+        flipped[shuffled] = _mirrored(out, images[shuffled])
+        states.append(flipped)
+    assert bool((states[0] ^ states[1]).all()) and bool((states[1] ^ states[2]).all())
+    assert torch.equal(states[0], states[2]) and torch.equal(states[1], states[3])
+    assert 160 <= int(states[0].sum()) <= 240  # a random start per image: about half begin mirrored
+
+
+def test_alternating_flip_start_depends_on_the_seed():
+    images = _asymmetric_images(400)
+    starts = [_mirrored(AlternatingFlip(seed=s)(images), images) for s in (0, 1)]
+    assert 120 <= int((starts[0] != starts[1]).sum()) <= 280  # independent coins agree about half the time
+
+
+def test_alternating_flip_after_a_pixel_changing_op_is_refused():
+    with pytest.raises(ConfigError, match=r"AlternatingFlip\) must come first.*crop"):
+        Augmentation([RandomCrop(padding=2), AlternatingFlip()])
+
+
+def test_the_datamodule_hook_alternates_flips_with_the_trainers_epoch():
+    from types import SimpleNamespace
+
+    from cnnlab.data.tiny import TinyDataModule
+
+    dm = TinyDataModule(augment=Augmentation([AlternatingFlip(seed=0)]))
+    images = (_asymmetric_images(64) * 255).round().to(torch.uint8)
+    labels = torch.arange(64) % 10
+    normalized = dm.normalize(images.float() / 255)
+    seen = []
+    for epoch in (0, 1):
+        dm.trainer = SimpleNamespace(training=True, current_epoch=epoch)
+        out, out_labels = dm.on_after_batch_transfer((images, labels), 0)
+        assert torch.equal(out_labels, labels)
+        seen.append(_mirrored(out, normalized))
+    assert bool((seen[0] ^ seen[1]).all())

@@ -9,7 +9,7 @@ from cnnlab.models import count_parameters
 from cnnlab.models.fast import FastNet
 from cnnlab.training.callbacks import WhitenFromData, whiten_
 from cnnlab.training.module import predict_tta
-from cnnlab.training.optim import param_groups, triangle
+from cnnlab.training.optim import Muon, linear, orthogonalize, param_groups, triangle
 
 
 def test_fastnet_shapes_and_exact_trainable_parameter_count():
@@ -127,6 +127,27 @@ def test_fast94_recipe_trains_on_tiny_with_lookahead_and_tta(tmp_path):
             assert torch.equal(tensor, lookahead["ema"][name.removeprefix("net.")])
 
 
+def test_cpu94_recipe_trains_on_all_training_images_without_a_validation_loop(tmp_path):
+    import json
+
+    from cnnlab.cli.train import run
+    from conftest import compose_config
+
+    cfg = compose_config(
+        ["experiment=cpu94", "data=tiny", "model.widths=[16,32,32]", "data.batch_size=100", "trainer.max_epochs=3"]
+        + ["progress_bar=false", "logger=csv"],
+        tmp_path,
+    )
+    run(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test_acc_tta"] > 0.5  # chance is 0.1
+    assert metrics["val_acc_best"] is None and set(metrics["curves"]) == {"train/acc", "train/loss"}
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 3 * 1200 // 100  # tiny's 1,200 training images, none held out
+    groups = checkpoint["optimizer_states"][0]["param_groups"]
+    assert sorted(g["muon"] for g in groups) == [False, False, True]  # BN biases, whiten bias + head, filters
+
+
 def test_channels_last_gives_the_same_logits():
     from cnnlab.training.module import ImageClassifier
     from cnnlab.training.trainer import run_config
@@ -141,3 +162,66 @@ def test_channels_last_gives_the_same_logits():
     module.net.load_state_dict(reference.net.state_dict())
     assert module.net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(module(x), expected, atol=1e-5)
+
+
+def test_orthogonalize_moves_every_singular_value_to_the_scalar_iterations_value():
+    # G = U·diag(s)·Vᵀ: each Newton–Schulz step maps the singular values through p(σ) = aσ + bσ³ + cσ⁵ and keeps
+    # U and V, so the result is U·diag(p(p(p(s/‖G‖))))·Vᵀ. The expectation follows that scalar route by hand.
+    gen = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(72, 16, generator=gen, dtype=torch.float64))
+    s = torch.linspace(0.5, 3.0, 16, dtype=torch.float64)
+    g = u @ torch.diag(s) @ v.T
+    sigma = s / s.norm()
+    for _ in range(3):
+        sigma = 3.4445 * sigma - 4.7750 * sigma**3 + 2.0315 * sigma**5
+    expected = u @ torch.diag(sigma) @ v.T
+    for matrix, want in ((g, expected), (g.T, expected.T)):  # wide and tall
+        got = orthogonalize(matrix.float(), steps=3).double()
+        assert torch.allclose(got, want, atol=1e-4)
+    assert 0.5 < float(sigma.min()) and float(sigma.max()) < 1.5  # roughly orthogonal after three steps
+
+
+def test_muon_steps_non_filter_parameters_exactly_as_torch_nesterov_sgd():
+    torch.manual_seed(0)
+    head, bias = torch.nn.Linear(8, 4, bias=False), torch.nn.Parameter(torch.randn(8))
+    twin_head, twin_bias = torch.nn.Linear(8, 4, bias=False), torch.nn.Parameter(bias.detach().clone())
+    twin_head.load_state_dict(head.state_dict())
+    muon = Muon([head.weight, bias], lr=0.3, momentum=0.85, nesterov=True, weight_decay=0.01)
+    sgd = torch.optim.SGD([twin_head.weight, twin_bias], lr=0.3, momentum=0.85, nesterov=True, weight_decay=0.01)
+    for step in range(3):
+        x = torch.randn(5, 8, generator=torch.Generator().manual_seed(step))
+        for optimizer, (h, b) in ((muon, (head, bias)), (sgd, (twin_head, twin_bias))):
+            optimizer.zero_grad()
+            (h(x + b) ** 2).sum().backward()
+            optimizer.step()
+    assert torch.allclose(head.weight, twin_head.weight, atol=1e-6) and torch.allclose(bias, twin_bias, atol=1e-6)
+
+
+def test_muon_gives_filters_their_own_group_and_an_orthogonalised_step_at_fixed_norm():
+    conv = torch.nn.Conv2d(2, 4, 3, bias=False)
+    muon = Muon([conv.weight], lr=1.0, momentum=0.0, nesterov=False, filter_lr=0.1, filter_momentum=0.0)
+    (group,) = muon.param_groups
+    assert group["lr"] == 0.1 and group["muon"]
+    # A gradient with orthonormal rows (4 × 18): every singular value starts at 1/‖G‖ = 1/2.
+    rows, _ = torch.linalg.qr(torch.randn(18, 4, generator=torch.Generator().manual_seed(1)))
+    conv.weight.grad = rows.T.reshape(4, 2, 3, 3).clone()
+    sigma = 0.5
+    for _ in range(3):
+        sigma = 3.4445 * sigma - 4.7750 * sigma**3 + 2.0315 * sigma**5
+    before = conv.weight.detach().clone()
+    muon.step()
+    rescaled = before * 2.0 / before.norm()  # held at norm sqrt(out channels) = 2 before the step
+    assert torch.allclose(conv.weight, rescaled - 0.1 * sigma * conv.weight.grad, atol=1e-5)
+
+
+def test_linear_schedule_decays_to_zero_at_the_last_step():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=2.0)
+    scheduler = linear(optimizer, 8)
+    lrs = []
+    for _ in range(9):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([2.0 * (1 - k / 8) for k in range(9)])
