@@ -14,6 +14,7 @@ from cnnlab.models.cnn import ConvNet
 from cnnlab.models.fast import FastNet
 from cnnlab.models.mlp import MLP
 from cnnlab.training.module import ImageClassifier
+from cnnlab.training.optim import Muon
 from cnnlab.training.trainer import run_config
 from conftest import compose_config
 
@@ -34,6 +35,7 @@ AUGMENT_OPS = {
     "crop": ["crop"],
     "crop_flip": ["crop", "flip"],
     "flip_translate": ["crop", "flip"],
+    "alt_flip_translate": ["flip", "crop"],  # the alternating flip must see the untouched image
     "color_jitter": ["color_jitter"],
     "cutout": ["cutout"],
     "crop_flip_cutout": ["crop", "flip", "cutout"],
@@ -42,7 +44,7 @@ AUGMENT_OPS = {
     "rotate90": ["rotate90"],
 }
 MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
-OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD}
+OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD, "muon": Muon}
 
 
 def test_every_group_has_options():
