@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench mutation mlflow tensorboard clean
+.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet mutation mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -57,6 +57,9 @@ mutation:  ## mutation testing of the module named in mutation.toml (cosmic-ray;
 
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
+
+bench-fastnet:  ## FastNet's bare training step (what bounds cpu94/fast94 on a CPU) and its FLOPs per image
+	$(BIN)/python scripts/bench_fastnet.py
 
 mlflow:  ## MLflow's UI over outputs/mlflow.db (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db
