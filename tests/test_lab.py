@@ -1,10 +1,12 @@
 """The lesson's claims, pinned: parameter sharing, equivariance, linearity, pooling on an edge."""
 
+import re
+
 import pytest
 import torch
 
 from cnnlab.data.tiny import TinyDataModule
-from cnnlab.lab.equivariance import layer_shift_errors, prediction_change
+from cnnlab.lab.equivariance import layer_shift_errors, prediction_change, shift_right
 from cnnlab.lab.linearity import collapse_to_affine, superposition_error
 from cnnlab.lab.params import conv_layer, dense_equivalent, dense_layer
 from cnnlab.lab.pooling import edge_response, pool_edge
@@ -33,19 +35,49 @@ def images(n: int = 4) -> torch.Tensor:
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def circular_stack(pool: str) -> torch.nn.Module:
+def conv_stack(pool: str, padding_mode: str = "zeros") -> torch.nn.Module:
     torch.manual_seed(0)
-    return ConvNet(depth=1, width=8, convs_per_block=3, pool=pool, padding_mode="circular", batchnorm=False).features
+    return ConvNet(depth=1, width=8, convs_per_block=3, pool=pool, padding_mode=padding_mode, batchnorm=False).features
 
 
-def test_stride_one_circular_conv_stack_is_exactly_equivariant():
-    errors = layer_shift_errors(circular_stack("none"), images(), shift=3)
+def test_shift_fills_with_zeros_or_wraps_round():
+    row = torch.arange(1.0, 6.0)
+    assert shift_right(row, 2).tolist() == [0, 0, 1, 2, 3]
+    assert shift_right(row, 2, circular=True).tolist() == [4, 5, 1, 2, 3]
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect"])
+def test_stride_one_conv_stack_is_exactly_equivariant_away_from_the_border(padding_mode):
+    errors = layer_shift_errors(conv_stack("none", padding_mode), images(), shift=3)
     assert len(errors) == 6 and max(e.relative_error for e in errors) < 1e-5
+    # receptive fields 3, 5, 7 px centred on column q: inside [0, 32 − 3) for q in 1..27, 2..26, 3..25
+    assert [e.positions for e in errors] == [27, 27, 25, 25, 23, 23]
+
+
+def test_wrapped_border_shows_as_error_under_roll_but_not_in_the_interior_metric():
+    stack, x = conv_stack("none"), images()
+    with torch.no_grad():  # the old measure: roll the input, compare whole maps; zero padding sees the wrap
+        rolled = (stack(torch.roll(x, 3, -1)) - torch.roll(stack(x), 3, -1)).norm() / stack(x).norm()
+    assert rolled > 0.05 and layer_shift_errors(stack, x, shift=3)[-1].relative_error < 1e-5
+
+
+class ColumnGain(torch.nn.Module):
+    """Not equivariant by construction: columns 0–15 pass unchanged, columns 16–31 are doubled."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (1 + (torch.arange(x.shape[-1]) >= 16))
+
+
+def test_a_position_dependent_op_has_the_error_worked_out_by_hand():
+    (error,) = layer_shift_errors(torch.nn.Sequential(ColumnGain()), torch.ones(1, 1, 4, 32), shift=4)
+    # interior: columns 0..27 (a 1-px field inside [0, 28)). shift f(x) there: 16 ones, 12 twos; f(shift x) at
+    # c + 4 differs by 1 for c = 12..15. ‖diff‖/‖f‖ = √(4 · 1²) / √(16 · 1² + 12 · 2²) = 2/8 per row
+    assert error.positions == 28 and error.relative_error == pytest.approx(0.25)
 
 
 def test_stride_two_pooling_breaks_one_pixel_shifts_but_commutes_with_two():
-    one = layer_shift_errors(circular_stack("max"), images(), shift=1)
-    two = layer_shift_errors(circular_stack("max"), images(), shift=2)
+    one = layer_shift_errors(conv_stack("max"), images(), shift=1)
+    two = layer_shift_errors(conv_stack("max"), images(), shift=2)
     assert max(e.relative_error for e in one[:-1]) < 1e-5  # every stride-1 layer before the pool
     assert one[-1].kind == "MaxPool2d" and one[-1].relative_error > 0.1
     assert two[-1].feature_shift == 1.0 and two[-1].relative_error < 1e-5
@@ -75,9 +107,10 @@ def test_classifier_is_exactly_invariant_to_shifts_by_its_jump_and_nearly_to_sma
         predictions = net(images).argmax(-1)
     assert len(predictions.unique()) >= 8 and (predictions == labels).float().mean() > 0.5  # a real classifier
     # three 2×2 pools: jump 8. A circular shift by 8 px is a circular shift of every feature map → same pooled vector
-    unchanged, distance = prediction_change(net, images, shift=8)
+    unchanged, distance = prediction_change(net, images, shift=8, circular=True)
     assert unchanged == 1.0 and distance < 1e-6
-    unchanged, distance = prediction_change(net, images, shift=2)
+    assert prediction_change(net, images, shift=8)[1] > 1e-4  # zero fill: the right 8 columns leave the image
+    unchanged, distance = prediction_change(net, images, shift=2, circular=True)
     assert 0.6 <= unchanged < 1.0 and 1e-4 < distance < 0.1
     # control: the same measure between unrelated images is near chance, so 'unchanged' above is not trivial
     shuffled = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(1))]
@@ -91,6 +124,16 @@ def test_deep_network_without_nonlinearity_is_one_affine_map(pool):
     assert superposition_error(net) < 1e-4
     weight, bias, error = collapse_to_affine(net)
     assert weight.shape == (10, 3 * 32 * 32) and bias.shape == (10,) and error < 1e-4
+
+
+def test_batchnorm_at_inference_keeps_a_linear_network_one_affine_map():
+    torch.manual_seed(0)
+    net = ConvNet(depth=3, width=8, activation="identity", batchnorm=True, pool="avg")
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # as if trained: not 0 and 1
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+    assert superposition_error(net) < 1e-4 and collapse_to_affine(net)[2] < 1e-4  # both put the net in eval mode
 
 
 @pytest.mark.parametrize("activation, pool", [("relu", "avg"), ("gelu", "avg"), ("identity", "max")])
@@ -142,20 +185,34 @@ def table_rows(out: str) -> list[list[str]]:
 def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch, capsys):
     from cnnlab.lab import equivariance as equivariance_tool
 
-    out = run_tool(
-        equivariance_tool,
-        ["data=tiny", "model.padding_mode=circular", "--shifts", "1", "8", "--out", str(tmp_path)],
-        monkeypatch,
-        capsys,
-    )
+    out = run_tool(equivariance_tool, ["data=tiny", "--shifts", "1", "8", "--out", str(tmp_path)], monkeypatch, capsys)
     rows = table_rows(out)
     assert [r[1] for r in rows] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 3  # the default depth-3 CNN
     assert [int(r[2]) for r in rows] == [1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8]  # jump after each layer: ×2 at each pool
     shift1, shift8 = [float(r[3]) for r in rows], [float(r[4]) for r in rows]
-    assert max(shift1[:3]) < 1e-5 and shift1[3] > 0.1  # stride-1 layers commute with 1 px; the first pool does not
+    # zero padding, zero fill: away from the border the stride-1 layers commute with 1 px, the first pool does not
+    assert max(shift1[:3]) < 1e-5 and shift1[3] > 0.1
     assert max(shift8) < 1e-5  # 8 px is a whole number of units at every jump ≤ 8
-    assert "shift 8: prediction unchanged for 100.0% of 64 images" in out
+    assert re.search(r"shift 8 \(zero fill\): prediction unchanged for \d+\.\d% of 64 images", out)
     assert (tmp_path / "equivariance.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["data=tiny", "--shifts", "1", "32"], "--shifts 32: a shift must be 1..31 pixels"),
+        (["data=tiny", "--shifts", "0"], "--shifts 0: a shift must be 1..31 pixels"),
+        (["data=tiny", "model=mlp"], "MLP flattens the image before its first layer"),
+    ],
+)
+def test_equivariance_tool_refuses_shifts_off_the_image_and_flat_models(argv, message, monkeypatch, capsys):
+    from cnnlab.lab import equivariance as equivariance_tool
+
+    monkeypatch.setattr("sys.argv", ["cnnlab-equivariance", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        equivariance_tool.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
 
 
 def test_linearity_tool_shows_identity_collapses_and_relu_does_not(monkeypatch, capsys):

@@ -1,4 +1,8 @@
-"""`cnnlab-equivariance [overrides] [--ckpt PATH] [--shifts 1 2 4]`: shift the input, compare features per layer."""
+"""`cnnlab-equivariance [overrides] [--ckpt PATH] [--shifts 1 2 4]`: shift the input, compare features per layer.
+
+The shift fills with zeros and the comparison keeps only feature-map positions whose receptive field stays inside
+the image before and after it: a circular shift (torch.roll) wraps content across the border, where zero padding
+sees something else, and that border artefact would hide what the layers themselves do."""
 
 from __future__ import annotations
 
@@ -10,14 +14,17 @@ from rich.table import Table
 from torch import nn
 
 from cnnlab.config import compose_config
+from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
 from cnnlab.lab.tools import build_datamodule, load_model, output_dir, parser
+from cnnlab.models.receptive_field import LayerRF, receptive_field, sees_whole_image
 from cnnlab.runs import console, console_script
 
 
 @dataclass(frozen=True)
 class ShiftError:
-    """Relative error ‖f(shift_k x) − shift_{k/jump} f(x)‖ / ‖f(x)‖ after one layer."""
+    """Relative error ‖f(shift_k x) − shift_{k/jump} f(x)‖ / ‖f(x)‖ after one layer, over the `positions`
+    feature-map columns whose receptive field lies inside the image before and after the shift (nan if none)."""
 
     layer: str
     kind: str
@@ -25,6 +32,7 @@ class ShiftError:
     shift: int
     feature_shift: float
     relative_error: float
+    positions: int
 
 
 def spatial_layers(features: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -32,36 +40,55 @@ def spatial_layers(features: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in features.named_modules() if len(list(m.children())) == 0]
 
 
-def _stride(module: nn.Module) -> int:
-    stride = getattr(module, "stride", 1)
-    stride = stride[0] if isinstance(stride, tuple) else stride
-    return stride if isinstance(stride, int) else 1
+def shift_right(x: torch.Tensor, shift: int, circular: bool = False) -> torch.Tensor:
+    """Move the last axis right by `shift` columns: zeros enter on the left and the rightmost columns leave
+    (a camera panning over a larger scene), or, with `circular`, they wrap round to the left (torch.roll)."""
+    if circular:
+        return torch.roll(x, shifts=shift, dims=-1)
+    out = torch.zeros_like(x)
+    if shift < x.shape[-1]:
+        out[..., shift:] = x[..., : x.shape[-1] - shift]
+    return out
+
+
+def interior_columns(rf: LayerRF, width: int, shift: int) -> torch.Tensor:
+    """Output columns whose receptive field lies inside input columns [0, width − shift): they see the same
+    pixels before and after the shift, and no padding or filled-in zeros."""
+    centres = rf.start + rf.jump * torch.arange(rf.out_size)
+    half = (rf.size - 1) / 2
+    return ((centres - half >= 0) & (centres + half <= width - shift - 1)).nonzero().flatten()
 
 
 @torch.no_grad()
 def layer_shift_errors(features: nn.Module, images: torch.Tensor, shift: int) -> list[ShiftError]:
-    """Shift `images` right by `shift` pixels (circularly) and compare every layer's output with the
-    original output shifted by shift/jump. A non-integer shift/jump is rounded: those layers cannot
-    be equivariant to this shift, and the error says by how much they are not."""
+    """Shift `images` right by `shift` pixels (zero fill) and compare every layer's output with the original
+    output shifted by shift/jump, on interior columns only: what is left is the layers' own lack of
+    equivariance, not the border. A non-integer shift/jump is rounded: those layers cannot be equivariant to
+    this shift, and the error says by how much they are not."""
     features.eval()
-    x, x_shifted = images, torch.roll(images, shifts=shift, dims=-1)
-    jump, errors = 1, []
+    width = images.shape[-1]
+    geometry = {rf.name: rf for rf in receptive_field(features, width)}
+    x, x_shifted = images, shift_right(images, shift)
+    rf, errors = LayerRF("input", "input", 1, 1, 0, 1, 1, 1, 0.0, width), []
     for name, layer in spatial_layers(features):
         x, x_shifted = layer(x), layer(x_shifted)
-        jump *= _stride(layer)
-        feature_shift = shift / jump
-        expected = torch.roll(x, shifts=round(feature_shift), dims=-1)
-        error = (x_shifted - expected).norm() / x.norm().clamp_min(1e-12)
-        errors.append(ShiftError(name, type(layer).__name__, jump, shift, feature_shift, float(error)))
+        rf = geometry.get(name, rf)  # BN and activations keep the geometry of the layer before them
+        feature_shift = shift / rf.jump
+        columns = interior_columns(rf, width, shift)
+        columns = columns[columns + round(feature_shift) < x.shape[-1]]
+        original, moved = x[..., columns], x_shifted[..., columns + round(feature_shift)]
+        error = (moved - original).norm() / original.norm().clamp_min(1e-12) if len(columns) else float("nan")
+        errors.append(ShiftError(name, type(layer).__name__, rf.jump, shift, feature_shift, float(error), len(columns)))
     return errors
 
 
 @torch.no_grad()
-def prediction_change(net: nn.Module, images: torch.Tensor, shift: int) -> tuple[float, float]:
-    """(fraction of predictions unchanged, mean total-variation distance of the class probabilities)."""
+def prediction_change(net: nn.Module, images: torch.Tensor, shift: int, circular: bool = False) -> tuple[float, float]:
+    """(fraction of predictions unchanged, mean total-variation distance of the class probabilities) when the
+    images move right by `shift` pixels (zero fill, or wrapped round with `circular`)."""
     net.eval()
     p = net(images).softmax(-1)
-    q = net(torch.roll(images, shifts=shift, dims=-1)).softmax(-1)
+    q = net(shift_right(images, shift, circular)).softmax(-1)
     return float((p.argmax(-1) == q.argmax(-1)).float().mean()), float(0.5 * (p - q).abs().sum(-1).mean())
 
 
@@ -79,11 +106,24 @@ def _main() -> None:
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 4])
     args = p.parse_args()
     net, run_cfg, label = load_model(compose_config(args.overrides), args.ckpt)
+    if sees_whole_image(net.features):
+        raise CnnlabError(
+            f"{type(net).__name__} flattens the image before its first layer, so it has no feature maps to shift. "
+            f"Fix: a convolutional model, e.g. model=cnn (or model=fast)."
+        )
     images = validation_images(run_cfg if args.ckpt else compose_config(args.overrides))
+    width = images.shape[-1]
+    bad = [k for k in args.shifts if not 0 < k < width]
+    if bad:
+        raise CnnlabError(
+            f"--shifts {' '.join(map(str, bad))}: a shift must be 1..{width - 1} pixels on these "
+            f"{width}-pixel-wide images. Fix: e.g. --shifts 1 2 4 8."
+        )
     results = {k: layer_shift_errors(net.features, images, k) for k in args.shifts}
     table = Table(
         title=f"Relative error ‖f(shift x) − shift f(x)‖/‖f(x)‖ ({label} weights, padding "
-        f"{run_cfg.model.get('padding_mode', 'zeros')}, circular shifts)",
+        f"{run_cfg.model.get('padding_mode', 'zeros')}; zero-fill shifts, compared on the feature-map columns whose "
+        f"receptive field stays inside the image: – where none does)",
         title_justify="left",
     )
     table.add_column("layer")
@@ -93,12 +133,12 @@ def _main() -> None:
         table.add_column(f"shift {k}", justify="right")
     first = results[args.shifts[0]]
     for i, row in enumerate(first):
-        table.add_row(row.layer, row.kind, str(row.jump), *(f"{results[k][i].relative_error:.2e}" for k in args.shifts))
+        table.add_row(row.layer, row.kind, str(row.jump), *(_error(results[k][i]) for k in args.shifts))
     console().print(table)
     for k in args.shifts:
         same, distance = prediction_change(net, images, k)
         print(
-            f"shift {k}: prediction unchanged for {100 * same:.1f}% of {len(images)} images; "
+            f"shift {k} (zero fill): prediction unchanged for {100 * same:.1f}% of {len(images)} images; "
             f"mean change in class probabilities (total variation) {distance:.3f}"
         )
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(first)), 3.8))
@@ -110,6 +150,10 @@ def _main() -> None:
     ax.set_title("Translation equivariance per layer (0 = exactly equivariant)")
     ax.legend()
     print("figure:", save_figure(fig, output_dir("equivariance", args.out) / "equivariance.png"))
+
+
+def _error(row: ShiftError) -> str:
+    return f"{row.relative_error:.2e}" if row.positions else "–"
 
 
 main = console_script(_main)

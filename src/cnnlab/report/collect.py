@@ -85,3 +85,11 @@ def swept_axes(jobs: list[Job]) -> list[str]:
     keys = sorted({k for job in jobs for k in job.overrides})
     varying = [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
     return [k for k in varying if k != "seed"]
+
+
+def value_key(value: str) -> tuple:
+    """Sort key for swept values: numbers in numeric order, then words (none, null) alphabetically."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)

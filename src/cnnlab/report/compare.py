@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.report.collect import collect_jobs, swept_axes
-from cnnlab.report.plots import plot_by_axis, plot_losses, plot_val_acc
-from cnnlab.report.tables import job_row, write_csv, write_markdown
+from cnnlab.report.gain import gain_rows, has_baseline
+from cnnlab.report.plots import plot_aug_gain, plot_by_axis, plot_losses, plot_val_acc
+from cnnlab.report.tables import gain_markdown, job_row, write_csv, write_markdown
 from cnnlab.runs import check_report_dir, console_script
 
 
@@ -20,12 +21,18 @@ def compare(roots: list[Path], out: Path) -> list[Path]:
     axes = swept_axes(jobs)
     check_report_dir(out, "--out", "pass --out <a writable folder that is not a run directory>.")
     out.mkdir(parents=True, exist_ok=True)
-    plots = [
-        p for p in (plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)) if p
-    ]
+    plots = [plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)]
     write_csv([job_row(job, axes) for job in jobs], out / "summary.csv")
-    write_markdown(jobs, axes, out / "summary.md", plots)
-    return [out / "summary.csv", out / "summary.md", *(out / p for p in plots)]
+    tables, sections = [out / "summary.csv", out / "summary.md"], []
+    gains = gain_rows(jobs, axes) if has_baseline(jobs, axes) else []
+    if gains:  # the sweep asks "when does augmentation help?": answer it next to the summary
+        plots.append(plot_aug_gain(jobs, axes, gains, out))
+        write_csv(gains, out / "aug_gain.csv")
+        tables.append(out / "aug_gain.csv")
+        sections = gain_markdown(gains)
+    plots = [p for p in plots if p]
+    write_markdown(jobs, axes, out / "summary.md", plots, sections)
+    return [*tables, *(out / p for p in plots)]
 
 
 def _main(argv: list[str] | None = None) -> None:

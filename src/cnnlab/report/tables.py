@@ -27,18 +27,23 @@ def setting_of(job: Job, axes: list[str]) -> str:
     return " ".join(f"{axis}={job.overrides.get(axis, '-')}" for axis in axes) or "all"
 
 
+def train_val_gap(job: Job) -> float | None:
+    """Last epoch's train accuracy minus final val accuracy (the overfitting symptom), None without both."""
+    train_acc = job.curves.get("train/acc", [])
+    final = job.metrics.get("val_acc_final")
+    return train_acc[-1] - final if train_acc and final is not None else None
+
+
 def job_row(job: Job, axes: list[str]) -> dict[str, Any]:
     """One CSV row: the swept values, the seed and the job's numbers."""
     m = job.metrics
-    train_acc = job.curves.get("train/acc", [])
-    gap = train_acc[-1] - m["val_acc_final"] if train_acc and m.get("val_acc_final") is not None else None
     row: dict[str, Any] = {
         "job": str(job.path),
         **{axis: job.overrides.get(axis, "") for axis in axes},
         "seed": job.overrides.get("seed", m.get("seed", "")),
     }
     row.update({col: m.get(col) for col in JOB_COLUMNS})
-    row["train_val_gap"] = gap
+    row["train_val_gap"] = train_val_gap(job)
     row["status"] = job.status
     row["error"] = m.get("error", "")
     return row
@@ -76,7 +81,7 @@ def grouped_rows(jobs: list[Job], axes: list[str]) -> list[dict[str, Any]]:
         def values(key: str, done: list[Job] = done) -> list[float]:
             return [j.metrics[key] for j in done if j.metrics.get(key) is not None]
 
-        gaps = [r["train_val_gap"] for r in (job_row(j, axes) for j in done) if r["train_val_gap"] is not None]
+        gaps = [g for g in map(train_val_gap, done) if g is not None]
         rows.append(
             {
                 "setting": setting,
@@ -97,8 +102,37 @@ def grouped_rows(jobs: list[Job], axes: list[str]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["_sort"], r["setting"]))
 
 
-def write_markdown(jobs: list[Job], axes: list[str], path: Path, plots: list[str]) -> None:
-    """summary.md: settings sorted by val acc (mean ± std over seeds), failures with their errors, plots."""
+def _points(value: float | None, signed: bool = False) -> str:
+    return "–" if value is None else f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+
+
+def gain_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """The augmentation-gain section of summary.md: one line per augmented setting (rows of report.gain)."""
+    lines = [
+        "## Augmentation gain",
+        "",
+        "Test accuracy of each augmented setting minus that of its augment=none twin (same values on every other "
+        "axis), paired seed by seed: gain = mean ± sample std over seeds of the per-seed differences, in points. "
+        "Train–val gaps use train accuracy on the (augmented) training batches.",
+        "",
+        "| setting | compared with | params | seeds | test_acc | test_acc (none) | gain | train_val_gap | "
+        "train_val_gap (none) |",
+        "|" + "---|" * 9,
+    ]
+    for r in rows:
+        gain = _points(r["gain"], signed=True) + ("" if r["gain_std"] is None else f" ± {_points(r['gain_std'])}")
+        cells = [r["setting"], r["baseline"], r["params"], r["seeds"], _points(r["test_acc"])]
+        cells += [_points(r["baseline_test_acc"]), gain, _points(r["train_val_gap"])]
+        cells += [_points(r["baseline_train_val_gap"])]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    return lines
+
+
+def write_markdown(
+    jobs: list[Job], axes: list[str], path: Path, plots: list[str], sections: list[str] | None = None
+) -> None:
+    """summary.md: settings sorted by val acc (mean ± std over seeds), failures with their errors, any further
+    `sections` (markdown lines), plots."""
     grouped = grouped_rows(jobs, axes)
     columns = ("setting", "jobs", *(c for c in JOB_COLUMNS if c != "status"))
     lines = [
@@ -120,6 +154,8 @@ def write_markdown(jobs: list[Job], axes: list[str], path: Path, plots: list[str
             + (f": {j.metrics['error']}" if j.metrics.get("error") else "")
             for j in failed
         ]
+    if sections:
+        lines += ["", *sections]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     path.write_text("\n".join(lines) + "\n")
