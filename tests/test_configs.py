@@ -14,6 +14,7 @@ from cnnlab.models.cnn import ConvNet
 from cnnlab.models.fast import FastNet
 from cnnlab.models.mlp import MLP
 from cnnlab.training.module import ImageClassifier
+from cnnlab.training.optim import Muon
 from cnnlab.training.trainer import run_config
 from conftest import compose_config
 
@@ -40,9 +41,10 @@ AUGMENT_OPS = {
     "autoaugment": ["crop", "flip", "autoaugment"],
     "trivialaugment": ["crop", "flip", "trivialaugment"],
     "rotate90": ["rotate90"],
+    "alt_flip_translate": ["flip", "crop"],
 }
 MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
-OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD}
+OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD, "muon": Muon}
 
 
 def test_every_group_has_options():
