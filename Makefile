@@ -46,14 +46,15 @@ test-slurm:  ## a real 2-job submitit_slurm sweep (needs a cluster: make slurm-l
 slurm-local:  ## install and start a single-node SLURM cluster on this host (root; idempotent)
 	scripts/slurm_local.sh
 
-# cosmic-ray gets its own venv: it needs SQLAlchemy 2, while the Optuna sweeper pins 1.4. The tests run in .venv.
-mutation:  ## mutation testing of the module named in mutation.toml (cosmic-ray; minutes per module, not for CI)
-	test -x .mutation/venv/bin/cosmic-ray || ($(PYTHON) -m venv .mutation/venv && .mutation/venv/bin/pip install -q "cosmic-ray==8.7.0")
-	rm -f .mutation/session.sqlite
-	.mutation/venv/bin/cosmic-ray init mutation.toml .mutation/session.sqlite
-	PATH=$(CURDIR)/$(BIN):$$PATH .mutation/venv/bin/cosmic-ray exec mutation.toml .mutation/session.sqlite
-	@git diff --quiet -- src || echo "WARNING: src/ differs from git; an interrupted run can leave a mutant in place (git diff src)"
-	.mutation/venv/bin/cr-report .mutation/session.sqlite
+# mutmut (pinned in pyproject's `mutation` extra) forks the warmed test process per mutant and runs only the tests
+# that reached the mutated function. PYTHONPATH makes the console scripts that tests start in a subprocess
+# import the mutated copy too. One worker: the trainings in the tests already use every core.
+# src/ is never touched. mutants/ keeps the copy and the test map; each run re-checks its mutants from scratch.
+mutation:  ## mutation testing of [tool.mutmut]'s modules, e.g. make mutation ARGS='cnnlab.report.tables*' (hours in all; not for CI)
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install -q -e '.[mutation]'
+	mkdir -p mutants/src  # must exist when Python starts, or its import cache skips the PYTHONPATH entry for good
+	PYTHONPATH=$(CURDIR)/mutants/src $(BIN)/mutmut run --max-children 1 $(ARGS)
+	$(BIN)/mutmut results
 
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
@@ -68,5 +69,5 @@ tensorboard:  ## make tensorboard DIR=multirun/2026-01-01/12-00-00
 	$(BIN)/tensorboard --logdir $(DIR)
 
 clean:  ## remove outputs, multirun, caches and build folders
-	rm -rf outputs multirun lightning_logs .pytest_cache build dist .mutation
+	rm -rf outputs multirun lightning_logs .pytest_cache build dist mutants
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

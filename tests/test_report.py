@@ -7,6 +7,7 @@ below is computed from the numbers in this file, not by the report code.
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnnlab.cli import cnnlab_compare
+from cnnlab.errors import CnnlabError
+from cnnlab.report.collect import collect_jobs, read_overrides
+from cnnlab.report.compare import compare
+
 # Four depths × three seeds. depth 3 has the best mean *final* val acc, depth 2 the best mean *best* val acc
 # (so sorting by the wrong column shows); depth 4 lost one seed; depth 5 failed on every seed.
 FINAL = {2: [0.50, 0.60, 0.70], 3: [0.80, 0.84, 0.88], 4: [0.30, 0.40, None], 5: [None, None, None]}
 BEST = {2: [0.95, 0.95, 0.95], 3: [0.85, 0.89, 0.93], 4: [0.35, 0.45, None], 5: [None, None, None]}
 TEST = {2: [0.51, 0.61, 0.71], 3: [0.79, 0.83, 0.87], 4: [0.29, 0.39, None], 5: [None, None, None]}
 PARAMS = {2: 1000, 3: 2000, 4: 3000, 5: None}
-TRAIN_ACC = [0.40, 0.45]  # the train/acc curve written for job 0 (depth 2, seed 0): gap = 0.45 − 0.50 < 0
+TRAIN_ACC = [0.40, 0.42, 0.45]  # the train/acc curve written for job 0 (depth 2, seed 0): gap = 0.45 − 0.50 < 0
 
 
 def jobs() -> list[tuple[int, int, int]]:
@@ -58,14 +64,25 @@ def sweep(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def report(sweep, tmp_path_factory) -> Path:
-    """Run the console script, as a user would."""
+    """Run cnnlab-compare's entry point in this process, once per test (0.1 s): mutation testing credits the
+    report code to each test that runs it, which a module-scoped fixture would hide from all but the first.
+    The console script's own run is checked once, below."""
     out = tmp_path_factory.mktemp("report")
-    exe = Path(sys.executable).with_name("cnnlab-compare")
-    proc = subprocess.run([str(exe), str(sweep), "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["cnnlab-compare", str(sweep), "--out", str(out)])
+        cnnlab_compare()
     return out
+
+
+def test_the_console_script_writes_the_same_report_and_prints_it(report, sweep, tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab-compare")
+    proc = subprocess.run([str(exe), str(sweep), "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("summary.md", "summary.csv"):
+        assert (tmp_path / name).read_text() == (report / name).read_text()
+    assert proc.stdout.startswith((report / "summary.md").read_text())
 
 
 def table(summary_md: str) -> list[dict[str, str]]:
@@ -127,11 +144,178 @@ def test_csv_has_one_row_per_job_in_job_order_with_the_jobs_own_numbers(report, 
                 if isinstance(metrics[key], float)
                 else str(metrics[key])
             ), (num, key)
+        assert row["error"] == metrics.get("error", "")
+
+
+def test_csv_columns_are_the_job_the_swept_values_the_seed_then_the_numbers_one_row_per_line(report):
+    raw = (report / "summary.csv").read_bytes()
+    header = (
+        "job,model.depth,seed,params,receptive_field,val_acc_final,val_acc_best,test_acc,train_val_gap,epochs,wall_s"
+    )
+    assert raw.decode().splitlines()[0] == header + ",status,error"
+    assert b"\r" not in raw and raw.count(b"\n") == 1 + 12  # header and 12 jobs, Unix line ends
 
 
 def test_train_val_gap_is_last_train_acc_minus_final_val_acc(report):
     rows = list(csv.DictReader(open(report / "summary.csv")))
-    assert float(rows[0]["train_val_gap"]) == pytest.approx(0.45 - 0.50, abs=1e-6)  # TRAIN_ACC[-1] − FINAL[2][0]
+    assert rows[0]["train_val_gap"] == "-0.05"  # TRAIN_ACC[-1] − FINAL[2][0] = -0.04999999999999999, 6 digits
     assert rows[1]["train_val_gap"] == ""  # no curve, no gap
     md = {r["setting"]: r for r in table((report / "summary.md").read_text())}
     assert md["model.depth=2"]["train_val_gap"] == "-5.00"  # one job with a curve: no ± part
+
+
+def test_summary_md_says_what_was_swept_how_to_read_it_lists_failures_and_links_the_plots(report):
+    lines = (report / "summary.md").read_text().split("\n")
+    assert lines[:6] == [
+        "# Sweep summary (12 jobs)",
+        "",
+        "Swept: model.depth. Accuracies in %, mean ± std over seeds; train_val_gap = final train acc − final val acc "
+        "(the overfitting symptom); wall_s is summed over seeds. Sorted by final val acc.",
+        "",
+        "| setting | jobs | params | receptive_field | val_acc_final | val_acc_best | test_acc | train_val_gap "
+        "| epochs | wall_s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    # depth 5: no job finished, so no numbers (empty cells, '–' for the accuracies), and no wall time to sum
+    assert lines[9] == "| model.depth=5 | 0/3 |  |  | – | – | – | – |  | 0 |"
+    assert lines[10:] == [
+        "",
+        "## Jobs that did not complete (4)",
+        "",
+        "- `8` (model.depth=4, seed 2): failed: depth 4 does not fit",
+        "- `9` (model.depth=5, seed 0): failed: depth 5 does not fit",
+        "- `10` (model.depth=5, seed 1): failed: depth 5 does not fit",
+        "- `11` (model.depth=5, seed 2): failed: depth 5 does not fit",
+        "",
+        "## Plots",
+        "",
+        "![acc_by_axis.png](acc_by_axis.png)",  # no job has val or loss curves: only the per-axis plot
+        "",  # the file ends with one newline
+    ]
+
+
+def write_job(job: Path, overrides: list[str], record: dict | None) -> Path:
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if record is not None:
+        (job / "metrics.json").write_text(json.dumps(record))
+    return job
+
+
+def test_jobs_that_lack_an_axis_a_seed_or_a_record_still_get_their_row(tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    done = {"status": "completed", "val_acc_final": 0.123456789, "seed": 7, "wall_s": 1.0}  # seed only in the record
+    write_job(sweep / "0", ["model.depth=2", "optim.lr=0.1"], done)
+    write_job(sweep / "1", ["model.depth=3"], {**done, "seed": 8})  # no optim.lr: '-' in the label, '' in the CSV
+    write_job(sweep / "2", ["model.depth=4", "seed=5"], None)  # never wrote metrics.json
+    write_job(sweep / "3", ["model.depth=5"], None).joinpath("metrics.json").write_text("{cut")
+    compare([sweep], tmp_path / "out")
+
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert [(r["model.depth"], r["optim.lr"], r["seed"], r["status"]) for r in rows] == [
+        ("2", "0.1", "7", "completed"),
+        ("3", "", "8", "completed"),
+        ("4", "", "5", "missing"),
+        ("", "", "", "unreadable"),  # its overrides are not trusted either
+    ]
+    assert rows[0]["val_acc_final"] == "0.123457"  # floats to 6 significant digits
+    damaged = sweep / "3" / "metrics.json"
+    assert rows[3]["error"].startswith(f"{damaged} could not be read")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [rows[3]["error"]]
+
+    lines = (tmp_path / "out" / "summary.md").read_text().splitlines()
+    assert lines[2].startswith("Swept: model.depth, optim.lr. ")
+    # equal mean final val acc (0.1235 each): ties go by setting; jobs without a finished run last
+    assert [r["setting"] for r in table("\n".join(lines))] == [
+        "model.depth=2 optim.lr=0.1",
+        "model.depth=3 optim.lr=-",
+        "model.depth=- optim.lr=-",  # '-' sorts before '4'
+        "model.depth=4 optim.lr=-",
+    ]
+    assert "- `2` (model.depth=4 optim.lr=-, seed 5): missing" in lines  # no record, so no error to show
+    assert f"- `3` (model.depth=- optim.lr=-, seed -): unreadable: {rows[3]['error']}" in lines
+
+
+def test_a_single_run_is_the_setting_all_with_nothing_swept_and_no_plots(tmp_path):
+    run = write_job(tmp_path / "run", ["seed=3"], {"status": "completed", "val_acc_final": 0.5, "wall_s": 2.0})
+    written = compare([run], tmp_path / "out")
+    assert [p.name for p in written] == ["summary.csv", "summary.md"]
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert md.splitlines()[2].startswith("Swept: nothing. ")
+    assert [(r["setting"], r["val_acc_final"]) for r in table(md)] == [("all", "50.00")]
+    assert "## Plots" not in md
+
+
+def test_overrides_are_read_as_the_command_line_wrote_them_without_hydras_own(tmp_path):
+    overrides = ["model.depth=3", "+extra.note=a=b", "~trainer.gradient_clip_val", "hydra.job.chdir=true"]
+    job = write_job(tmp_path / "job", [*overrides, "data.flag=False", "optim.lr=0.10", "++X.scale=2"], None)
+    # '+'/'++' (add) and '~' (delete) are not part of the key; Hydra's multirun writes False for the typed false,
+    # and that is the only value respelled (0.10 stays as typed)
+    assert read_overrides(job) == {
+        "model.depth": "3",
+        "extra.note": "a=b",
+        "data.flag": "false",
+        "optim.lr": "0.10",
+        "X.scale": "2",
+    }
+
+
+def test_an_overrides_file_that_is_not_a_list_makes_the_job_unreadable_naming_the_file(tmp_path):
+    job = write_job(tmp_path / "job", [], {"status": "completed"})
+    (job / ".hydra" / "overrides.yaml").write_text("model.depth: 3\n")
+    (row,) = collect_jobs([job])
+    path = job / ".hydra" / "overrides.yaml"
+    assert (row.status, row.metrics["error"]) == (
+        "unreadable",
+        f"{path} could not be read (ValueError: not a list of overrides)",
+    )
+
+
+def test_compare_prints_the_summary_then_the_files_it_wrote(sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(sweep), "--out", str(tmp_path)])
+    cnnlab_compare()
+    written = [tmp_path / name for name in ("summary.csv", "summary.md", "acc_by_axis.png")]
+    wrote = "wrote\n" + "".join(f"  {path}\n" for path in written)
+    assert capsys.readouterr().out == (tmp_path / "summary.md").read_text() + "\n" + wrote
+
+
+def test_compare_writes_into_the_first_directory_when_no_out_is_given(sweep, tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(sweep, first)
+    shutil.copytree(sweep / "0", second / "0")
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(first), str(second)])
+    cnnlab_compare()
+    assert (first / "summary.md").read_text().startswith("# Sweep summary (13 jobs)")  # both directories' jobs
+    assert not (second / "summary.md").exists()
+
+
+def test_compare_refuses_directories_that_do_not_exist_naming_each(sweep, tmp_path, monkeypatch, capsys):
+    missing = [tmp_path / "no-such-sweep", tmp_path / "typo"]
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(missing[0]), str(sweep), str(missing[1])])
+    with pytest.raises(SystemExit) as exit_info:
+        cnnlab_compare()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: not a directory: {missing[0]}, {missing[1]}. Fix: pass a sweep directory, "
+        "e.g. outputs/multirun/<date>/<time>.\n"
+    )
+
+
+def test_compare_help_names_the_command_and_says_what_each_argument_is(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        cnnlab_compare()
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal's width
+    assert exit_info.value.code == 0 and out.startswith("usage: cnnlab-compare [-h] [--out OUT] dirs [dirs ...]")
+    assert "cnnlab-compare SWEEP_DIR [MORE_DIRS...]`: summary.csv, summary.md and plots for a sweep." in out
+    assert "dirs sweep (or run) directories" in out
+    assert "--out OUT where to write the report (default: the first directory)" in out
+
+
+def test_compare_refuses_folders_without_jobs_and_makes_a_nested_out(sweep, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CnnlabError) as error:
+        compare([empty, tmp_path], tmp_path / "out")
+    assert str(error.value) == f"no run directories (with .hydra/overrides.yaml) under {empty}, {tmp_path}"
+    assert compare([sweep], tmp_path / "a" / "b")[0] == tmp_path / "a" / "b" / "summary.csv"

@@ -2,12 +2,16 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.cli.eval import check, evaluate
@@ -172,3 +176,352 @@ def test_only_rank_zero_writes_the_record(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert json.loads(write_metrics(tmp_path, {"status": "completed"}).read_text()) == {"status": "completed"}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+# The run policy (cnnlab.runs) piece by piece, without a training: a job is any function returning its numbers.
+
+RANK_KEYS = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+
+
+def test_rank_comes_from_rank_then_local_rank_then_slurm_procid(monkeypatch):
+    from cnnlab.runs import rank
+
+    for key in RANK_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    assert rank() == 0
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert rank() == 3
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert rank() == 2
+    monkeypatch.setenv("RANK", "")  # set but empty: not a rank
+    assert rank() == 2
+    monkeypatch.setenv("RANK", "1")
+    assert rank() == 1
+
+
+def test_the_record_is_sorted_indented_json_renamed_into_place_from_a_hidden_file(tmp_path, monkeypatch):
+    from cnnlab.runs import write_metrics
+
+    for key in RANK_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    renamed, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append((Path(src), Path(dst))), replace(src, dst)))
+    umask = os.umask(0o022)
+    try:
+        path = write_metrics(tmp_path, {"b": 1, "a": torch.tensor(0.5)})  # tensors become plain floats
+    finally:
+        os.umask(umask)
+    assert path == tmp_path / "metrics.json" and path.read_text() == '{\n  "a": 0.5,\n  "b": 1\n}\n'
+    assert path.stat().st_mode & 0o777 == 0o644  # 0o666 less the umask, like any file the run writes
+    ((src, dst),) = renamed
+    assert (src.parent, dst) == (tmp_path, path) and src.name.startswith(".metrics.") and src.name.endswith(".tmp")
+
+
+@pytest.mark.parametrize(
+    "text, problem", [("{cut", "could not be read (JSONDecodeError: "), ("[1, 2]", "does not hold a JSON object.")]
+)
+def test_a_damaged_record_is_an_error_naming_the_file_and_the_fix(tmp_path, text, problem):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import read_metrics
+
+    assert read_metrics(tmp_path) is None  # no record yet: not an error
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(CnnlabError) as error:
+        read_metrics(tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'metrics.json'} ") and problem in message
+    assert "Fix: remove the damaged file" in message
+
+
+def test_an_output_folder_in_the_way_of_a_file_or_in_a_read_only_folder_is_refused(tmp_path, monkeypatch):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import check_report_dir, check_writable
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cases = {
+        blocker: f"output directory {blocker} is a file, not a directory. Fix: another.",
+        blocker / "run": f"output directory {blocker / 'run'} cannot be written ({blocker} is not a writable folder). "
+        "Fix: another.",
+    }
+    for path, message in cases.items():
+        with pytest.raises(CnnlabError) as error:
+            check_writable(path, "output directory", "another.")
+        assert str(error.value) == message
+    assert check_writable(tmp_path / "new" / "run", "output directory", "another.") is None
+    # A folder this process may not write into (simulated: as root, permission bits stop nothing)
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path or not mode & os.W_OK)
+    with pytest.raises(CnnlabError) as error:
+        check_writable(tmp_path / "new" / "run", "output directory", "another.")
+    assert f"({tmp_path} is not a writable folder)" in str(error.value)
+    monkeypatch.undo()
+    with pytest.raises(CnnlabError) as error:
+        check_report_dir(blocker, "--out", "another.")
+    assert str(error.value) == f"--out {blocker} is a file, not a directory. Fix: another."
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(CnnlabError) as error:
+        check_report_dir(tmp_path, "--out", "another.")
+    assert str(error.value) == (
+        f"--out {tmp_path} is a run directory: its files are that run's record and never change. Fix: another."
+    )
+
+
+def test_a_console_script_ends_bad_input_with_one_line_and_exit_2_and_ctrl_c_with_exit_130(monkeypatch, capsys):
+    from cnnlab.errors import ConfigError
+    from cnnlab.runs import console_script
+
+    def bad_input() -> None:
+        """Doc of the tool."""
+        raise RuntimeError("wrapped") from ConfigError("model.depth=9 is too deep. Fix: model.depth=5.")
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    def bug() -> None:
+        raise ZeroDivisionError
+
+    assert console_script(bad_input).__doc__ == "Doc of the tool."
+    monkeypatch.setattr("sys.argv", ["cnnlab-tool", "not=an override"])  # without `composes`, argv is the tool's
+    for main, code, err in (
+        (bad_input, 2, "error: model.depth=9 is too deep. Fix: model.depth=5.\n"),
+        (ctrl_c, 130, "stopped by Ctrl+C.\n"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            console_script(main)()
+        assert (exit_info.value.code, capsys.readouterr().err) == (code, err)
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        console_script(bug)()
+
+
+def test_a_console_script_checks_its_command_line_before_it_starts_but_leaves_flags_to_hydra(
+    tmp_path, monkeypatch, capsys
+):
+    from cnnlab.runs import console_script
+
+    started = []
+    script = console_script(lambda: started.append(sys.argv[1:]), composes="train")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr("sys.argv", ["cnnlab-train", "data=tiny", f"hydra.run.dir={blocker}"])
+    with pytest.raises(SystemExit) as exit_info:
+        script()
+    fix = "Fix: choose another hydra.run.dir."
+    assert (exit_info.value.code, started) == (2, [])
+    assert capsys.readouterr().err == f"error: output directory {blocker} is a file, not a directory. {fix}\n"
+    monkeypatch.setattr("sys.argv", ["cnnlab-train", "-m", "data=tiny", f"hydra.run.dir={blocker}"])
+    script()  # -m (or --help, ...): Hydra reads the command line itself
+    assert started == [["-m", "data=tiny", f"hydra.run.dir={blocker}"]]
+
+
+def test_quiet_drops_lightnings_tips_and_the_known_noise_but_nothing_else():
+    import logging
+    import warnings
+
+    from cnnlab.runs import _drop_tips, quiet
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.removeFilter(_drop_tips)  # an earlier test's quiet() may have installed it
+    logger.addHandler(handler)
+    noise = [
+        "isinstance(treespec, LeafSpec) is deprecated, use isinstance(treespec, TreeSpec) and treespec.is_leaf()",
+        "The number of training batches (3) is smaller than the logging interval Trainer(log_every_n_steps=50).",
+        "The 'train_dataloader' does not have many workers which may be a bottleneck.",
+        "You're resuming from a checkpoint that ended before the epoch ended. This can cause unreliable results.",
+        "The `srun` command is available on your system but is not used. HINT: If your intention is to run ...",
+        "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided ...",
+    ]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet()
+            for message in [*noise, "something the user must see"]:
+                warnings.warn(message, UserWarning, stacklevel=1)
+            logger.warning("💡 Tip: For seamless cloud uploads and versioning, try installing litmodels")
+            logger.warning("GPU available: False, used: False")
+    finally:
+        logger.removeHandler(handler)
+    assert [str(w.message) for w in caught] == ["something the user must see"]
+    assert seen == ["GPU available: False, used: False"]
+
+
+def policy_run(run_dir: Path, job, check=None, multirun: bool = False, monkeypatch=None, extra=()):
+    """cnnlab.runs.run_job on the composed train config, with a fake job; 2.3456789 s pass between start and end.
+    The default check hands the job its own arguments, so the job can see what run_job passed to each."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import read_write
+
+    from cnnlab.runs import run_job
+
+    cfg = compose_config([*TINY, *extra], run_dir)
+    if multirun:
+        with read_write(cfg.hydra):
+            cfg.hydra.mode = "MULTIRUN"
+        HydraConfig.instance().set_config(cfg)
+    ticks = iter([100.0, 102.3456789])
+    monkeypatch.setattr("cnnlab.runs.time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    check = check or (lambda cfg, run_dir: (cfg.data.batch_size, run_dir))
+    return run_job(cfg, check, lambda cfg, run_dir, checked: job((cfg.data.batch_size, run_dir, checked)))
+
+
+def record_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_a_job_that_ends_well_records_its_numbers_and_wall_time_and_returns_its_score(tmp_path, monkeypatch):
+    import logging
+
+    def job(seen):
+        logging.getLogger("cnnlab").warning("job sees %s", seen)
+        assert seen == (64, tmp_path / "a", (64, tmp_path / "a"))  # data=tiny's batch size, the run dir
+        return {"val_acc_best": 0.7}
+
+    assert policy_run(tmp_path / "a", job, monkeypatch=monkeypatch) == 0.7
+    record = record_of(tmp_path / "a")
+    assert {k: record[k] for k in ("status", "seed", "overrides", "val_acc_best", "wall_s")} == {
+        "status": "completed",
+        "seed": 0,
+        "overrides": TINY,
+        "val_acc_best": 0.7,
+        "wall_s": 2.346,  # 102.3456789 − 100, to the millisecond
+    }
+    assert set(record) == {"status", "seed", "overrides", "choices", "val_acc_best", "wall_s"}
+    assert record["choices"]["data"] == "tiny" and not any(k.startswith("hydra") for k in record["choices"])
+    assert sorted(p.name for p in (tmp_path / "a" / ".hydra").iterdir()) == [
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
+    hydra_dir = tmp_path / "a" / ".hydra"
+    assert yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) == TINY
+    assert yaml.safe_load((hydra_dir / "hydra.yaml").read_text())["hydra"]["job"]["name"] == "test"
+    assert yaml.safe_load((hydra_dir / "config.yaml").read_text())["data"]["batch_size"] == 64
+    log_lines = (tmp_path / "a" / "test.log").read_text().splitlines()
+    assert any(re.fullmatch(r"\[[-0-9 :,]+\]\[cnnlab\]\[WARNING\] - job sees \(64, .*", line) for line in log_lines)
+    assert not any(getattr(h, "baseFilename", "").startswith(str(tmp_path)) for h in logging.getLogger().handlers)
+    assert policy_run(tmp_path / "b", lambda _: {"test_acc": 0.6}, monkeypatch=monkeypatch) == 0.6  # eval's score
+
+
+def test_bad_input_found_before_the_job_ends_a_run_with_exit_2_and_a_sweep_job_with_its_record(
+    tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.runs import RunEnded
+
+    def check(cfg, run_dir):
+        raise ConfigError("model.depth=9 is too deep. Fix: model.depth=5.")
+
+    with pytest.raises(RunEnded) as ended:
+        policy_run(tmp_path / "run", lambda _: {}, check, monkeypatch=monkeypatch)
+    assert (ended.value.code, ended.value.reason) == (2, "model.depth=9 is too deep. Fix: model.depth=5.")
+    assert not (tmp_path / "run").exists()  # the empty folder made for it is gone
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "model.depth=9 is too deep. Fix: model.depth=5.")
+    ]
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(RunEnded):
+        policy_run(tmp_path / "kept", lambda _: {}, check, monkeypatch=monkeypatch)
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]  # a folder with files stays
+    assert policy_run(tmp_path / "job", lambda _: {}, check, multirun=True, monkeypatch=monkeypatch) is None
+    record = record_of(tmp_path / "job")
+    assert (record["status"], record["error"], record["wall_s"]) == (
+        "failed",
+        "model.depth=9 is too deep. Fix: model.depth=5.",
+        0.0,
+    )
+    assert (tmp_path / "job" / ".hydra" / "overrides.yaml").exists()  # the report can place the failed job
+    assert not any(getattr(h, "baseFilename", "").startswith(str(tmp_path)) for h in logging.getLogger().handlers)
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_an_interrupted_job_records_the_signal_and_exits_128_plus_its_number(tmp_path, multirun, monkeypatch, caplog):
+    from cnnlab.errors import RunInterrupted
+    from cnnlab.runs import RunEnded
+
+    def job(_):
+        raise RunInterrupted("SIGTERM received at epoch 1, step 3.", signal.SIGTERM)
+
+    if multirun:  # a sweep goes on with its other jobs
+        assert policy_run(tmp_path, job, multirun=True, monkeypatch=monkeypatch) is None
+    else:
+        with pytest.raises(RunEnded) as ended:
+            policy_run(tmp_path, job, monkeypatch=monkeypatch)
+        assert (ended.value.code, ended.value.reason) == (128 + 15, "SIGTERM received at epoch 1, step 3.")
+    record = record_of(tmp_path)
+    assert (record["status"], record["signal"], record["wall_s"]) == ("interrupted", 15, 2.346)
+    assert record["error"] == "SIGTERM received at epoch 1, step 3."
+    hint = (
+        f"SIGTERM received at epoch 1, step 3. Resume with: cnnlab-train resume={tmp_path} (plus the same overrides)."
+    )
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", hint)]
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_failing_job_records_the_error_a_bug_keeps_its_traceback_in_a_single_run(
+    tmp_path, multirun, monkeypatch, caplog
+):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import RunEnded
+
+    def bug(_):
+        raise ZeroDivisionError("division by zero")
+
+    def bad(_):
+        raise CnnlabError("the checkpoint is of another model. Fix: resume with its model.")
+
+    if multirun:
+        assert policy_run(tmp_path / "bug", bug, multirun=True, monkeypatch=monkeypatch) is None
+    else:
+        with pytest.raises(ZeroDivisionError):
+            policy_run(tmp_path / "bug", bug, monkeypatch=monkeypatch)
+    record = record_of(tmp_path / "bug")
+    assert (record["status"], record["error"]) == ("failed", "ZeroDivisionError: division by zero")
+    ((level, message, traceback),) = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert (level, message, traceback[0]) == ("ERROR", "job failed", ZeroDivisionError)  # logged with its traceback
+    caplog.clear()
+    if multirun:
+        assert policy_run(tmp_path / "bad", bad, multirun=True, monkeypatch=monkeypatch) is None
+    else:
+        with pytest.raises(RunEnded) as ended:
+            policy_run(tmp_path / "bad", bad, monkeypatch=monkeypatch)
+        assert ended.value.code == 2
+    record = record_of(tmp_path / "bad")
+    assert (record["status"], record["error"], record["wall_s"]) == (
+        "failed",
+        "the checkpoint is of another model. Fix: resume with its model.",
+        2.346,
+    )
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("ERROR", "the checkpoint is of another model. Fix: resume with its model.", None)  # no traceback
+    ]
+
+
+def test_a_finished_run_is_refused_unless_resumed_and_a_resume_keeps_the_first_config(tmp_path, monkeypatch):
+    from cnnlab.runs import RunEnded
+
+    assert policy_run(tmp_path, lambda _: {"val_acc_best": 0.5}, monkeypatch=monkeypatch) == 0.5
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(RunEnded) as ended:
+        policy_run(tmp_path, lambda _: {"val_acc_best": 0.6}, monkeypatch=monkeypatch)
+    assert ended.value.reason == (
+        f"{tmp_path} already holds a run (status completed); it is never overwritten. "
+        f"Fix: choose another hydra.run.dir, or resume it with resume={tmp_path}."
+    )
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    for extra in ([f"resume={tmp_path}"], ["ckpt_path=last"]):  # the two ways to resume a run
+        assert policy_run(tmp_path, lambda _: {"val_acc_best": 0.6}, monkeypatch=monkeypatch, extra=extra) == 0.6
+        assert (tmp_path / ".hydra" / "overrides.yaml").read_bytes() == before[tmp_path / ".hydra" / "overrides.yaml"]
+    resumes = sorted((tmp_path / ".hydra").glob("resume-*/overrides.yaml"))
+    assert [yaml.safe_load(p.read_text())[-1] for p in resumes] == [f"resume={tmp_path}", "ckpt_path=last"]
+
+
+def test_a_run_dir_left_by_a_run_that_died_before_its_record_is_reused(tmp_path, monkeypatch):
+    (tmp_path / ".hydra").mkdir(parents=True)
+    (tmp_path / ".hydra" / "config.yaml").write_text("stale: true\n")
+    assert policy_run(tmp_path, lambda _: {"val_acc_best": 0.5}, monkeypatch=monkeypatch) == 0.5
+    assert "stale" not in (tmp_path / ".hydra" / "config.yaml").read_text()
