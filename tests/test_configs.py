@@ -42,7 +42,6 @@ AUGMENT_OPS = {
     "autoaugment": ["crop", "flip", "autoaugment"],
     "trivialaugment": ["crop", "flip", "trivialaugment"],
     "rotate90": ["rotate90"],
-    "alt_flip_translate": ["flip", "crop"],
 }
 MODEL_CLASS = {"cnn": ConvNet, "fast": FastNet, "mlp": MLP}
 OPTIM_CLASS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "airbench": torch.optim.SGD, "muon": Muon}
