@@ -177,7 +177,7 @@ def run_job(
             run_dir.rmdir()  # the empty folder Hydra made for this refused run
         return _end(multirun, EXIT_BAD_INPUT, str(cause))
     try:
-        return _run_checked(cfg, run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
+        return _run_checked(run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
     finally:
         if log_file is not None:  # in-process callers (tests, notebooks) run several jobs in one process
             logging.getLogger().removeHandler(log_file)
@@ -185,7 +185,6 @@ def run_job(
 
 
 def _run_checked(
-    cfg: DictConfig,
     run_dir: Path,
     multirun: bool,
     record: dict[str, Any],
