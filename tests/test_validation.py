@@ -119,6 +119,8 @@ def test_ctrl_c_while_the_command_starts_up_ends_with_one_line_and_exit_130(tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a shell starts background jobs with SIGINT ignored, and a child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(1.0)  # importing torch and Lightning takes several seconds: the signal lands during start-up
     proc.send_signal(signal.SIGINT)
