@@ -20,6 +20,9 @@ class BatchOp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def set_epoch(self, epoch: int) -> None:
+        """Most ops draw afresh for every batch and ignore the epoch; AlternatingFlip uses it."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{self.name}({args})"
@@ -230,8 +233,7 @@ class Augmentation:
     def set_epoch(self, epoch: int) -> None:
         """Tell epoch-aware ops (AlternatingFlip) which training epoch the next batches belong to."""
         for op in self.ops:
-            if hasattr(op, "set_epoch"):
-                op.set_epoch(epoch)
+            op.set_epoch(epoch)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
