@@ -313,6 +313,40 @@ def test_a_console_script_checks_its_command_line_before_it_starts_but_leaves_fl
     assert started == [["-m", "data=tiny", f"hydra.run.dir={blocker}"]]
 
 
+def test_a_console_script_composes_its_own_config_not_trains(tmp_path, monkeypatch, capsys):
+    from cnnlab.runs import console_script
+
+    # cnnlab-eval's run directories live under outputs/eval/ (conf/eval.yaml), cnnlab-train's under
+    # outputs/runs/: a file at outputs/eval stops eval's check and none of train's.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "eval").write_text("not a folder")
+    started = []
+    monkeypatch.setattr("sys.argv", ["cnnlab-eval", "ckpt_path=x.ckpt", "data=tiny"])
+    console_script(lambda: started.append("train"), composes="train")()
+    assert started == ["train"]
+    with pytest.raises(SystemExit) as exit_info:
+        console_script(lambda: started.append("eval"), composes="eval")()
+    assert (exit_info.value.code, started) == (2, ["train"])
+    assert "(outputs/eval is not a writable folder)" in capsys.readouterr().err
+
+
+def test_a_run_dir_that_is_a_file_is_refused_by_the_job_with_the_sweep_fix(tmp_path):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import open_run_dir
+
+    # A sweep's job directory is only known inside the job, so the job checks it again (a single run's
+    # is checked before Hydra starts, by console_script).
+    blocker = tmp_path / "0"
+    blocker.write_text("not a folder")
+    with pytest.raises(CnnlabError) as error:
+        open_run_dir(blocker, cfg=None, resuming=False)
+    assert str(error.value) == (
+        f"output directory {blocker} is a file, not a directory. Fix: choose another hydra.run.dir (or hydra.sweep.dir)."
+    )
+    assert blocker.read_text() == "not a folder"
+
+
 def test_quiet_drops_lightnings_tips_and_the_known_noise_but_nothing_else():
     import logging
     import warnings
