@@ -342,7 +342,8 @@ def test_a_run_dir_that_is_a_file_is_refused_by_the_job_with_the_sweep_fix(tmp_p
     with pytest.raises(CnnlabError) as error:
         open_run_dir(blocker, cfg=None, resuming=False)
     assert str(error.value) == (
-        f"output directory {blocker} is a file, not a directory. Fix: choose another hydra.run.dir (or hydra.sweep.dir)."
+        f"output directory {blocker} is a file, not a directory. "
+        "Fix: choose another hydra.run.dir (or hydra.sweep.dir)."
     )
     assert blocker.read_text() == "not a folder"
 
