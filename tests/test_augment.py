@@ -212,6 +212,14 @@ def test_pipeline_applies_ops_in_order_and_reports_their_names():
     ]
 
 
+def test_the_pipeline_prints_as_the_run_header_shows_it():
+    # The run's log names the augmentation this way; private state (the flip's start table) stays out of it.
+    pipeline = Augmentation([AlternatingFlip(seed=2), RandomCrop(padding=2, padding_mode="reflect"), Cutout(size=8)])
+    expected = "Augmentation(flip(seed=2, epoch=0), crop(padding=2, padding_mode=reflect), cutout(size=8))"
+    assert repr(pipeline) == expected
+    assert repr(Augmentation([])) == "Augmentation(identity)"
+
+
 def _asymmetric_images(n: int, seed: int = 0) -> torch.Tensor:
     """uint8-valued float images in [0, 1], none of them equal to its mirror image."""
     gen = torch.Generator().manual_seed(seed)

@@ -1,6 +1,7 @@
 """The datamodule: shapes, dtypes, split sizes, determinism, label safety, and clear data errors."""
 
 import pickle
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -224,6 +225,48 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(DataError, match="download failed: OSError: network is unreachable"):
         CIFAR10DataModule(data_dir=str(tmp_path / "empty"), download=True).prepare_data()
+
+
+def test_download_asks_torchvision_for_the_archive_into_data_dir_under_a_lock(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    from conftest import write_fake_cifar
+
+    data_dir = tmp_path / "new" / "data"  # two levels that do not exist yet
+    calls = []
+
+    def download(root, train, download):
+        calls.append((root, train, download, (data_dir / ".cnnlab-download.lock").exists()))
+        write_fake_cifar(Path(root), per_batch=10)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", download)
+    dm = CIFAR10DataModule(data_dir=str(data_dir), download=True, val_size=10)
+    dm.prepare_data()
+    dm.prepare_data()  # found now: no second download
+    # train=True downloads and extracts the whole archive (test_batch included); the lock file sits in data_dir
+    assert calls == [(str(data_dir), True, True, True)]
+    dm.setup()
+    assert (len(dm.train_set), len(dm.test_set)) == (40, 10)
+
+
+def test_a_download_finished_by_another_job_while_waiting_for_the_lock_is_not_repeated(tmp_path, monkeypatch):
+    import contextlib
+
+    import torchvision.datasets
+
+    import cnnlab.data.cifar10 as cifar10
+    from conftest import write_fake_cifar
+
+    @contextlib.contextmanager
+    def lock_held_by_a_job_that_downloads(path):
+        write_fake_cifar(tmp_path, per_batch=10)  # the other job finishes before this one gets the lock
+        yield
+
+    calls = []
+    monkeypatch.setattr(cifar10, "FileLock", lock_held_by_a_job_that_downloads)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda *args, **kwargs: calls.append(args))
+    CIFAR10DataModule(data_dir=str(tmp_path), download=True).prepare_data()
+    assert calls == []
 
 
 @pytest.mark.parametrize(
