@@ -115,6 +115,14 @@ def test_cutout_blacks_out_one_size_by_size_square_clipped_only_at_the_border():
     assert len(corners) >= 40  # a centre drawn per sample: 64 draws from 32² places are nearly all distinct
 
 
+def test_cutout_centres_are_drawn_uniformly_over_every_pixel_border_rows_included():
+    # size 1: the hole is exactly the drawn centre. 4,000 draws over 4×4 pixels: 250 each, sd 15.
+    y = Cutout(size=1)(torch.ones(4000, 1, 4, 4))
+    assert torch.equal((y == 0).flatten(1).sum(1), torch.ones(4000, dtype=torch.long))
+    centres = (y == 0).flatten(1).float().argmax(1)
+    assert torch.bincount(centres, minlength=16).sub(250).abs().max() < 60
+
+
 def test_color_jitter_with_zero_strength_is_identity():
     x = batch()
     assert torch.allclose(ColorJitter(0.0, 0.0, 0.0)(x), x, atol=1e-6)  # up to float rounding of m + (x − m)·1
@@ -166,6 +174,10 @@ def test_rotate90_turns_each_sample_by_one_of_four_quarter_turns_all_of_which_oc
         turns += matches
     counts = torch.bincount(torch.tensor(turns), minlength=4)
     assert counts.min() >= 6  # 64 draws of 4 equally likely turns: 16 each, sd 3.5, −3 sd ≈ 6
+    # Equally likely: 4,000 draws, 1,000 each with sd 27; identity drawn 2 times in 5 would give 1,600.
+    x = torch.arange(4.0).view(1, 1, 2, 2).expand(4000, 1, 2, 2)
+    corner = RandomRotate90()(x)[:, 0, 0, 0].long()  # where the top-left value 0 went names the turn
+    assert torch.bincount(corner, minlength=4).sub(1000).abs().max() < 110
 
 
 def uint8_exact(n: int) -> torch.Tensor:
@@ -253,6 +265,49 @@ def test_alternating_flip_start_depends_on_the_seed():
     images = _asymmetric_images(400)
     starts = [_mirrored(AlternatingFlip(seed=s)(images), images) for s in (0, 1)]
     assert 120 <= int((starts[0] != starts[1]).sum()) <= 280  # independent coins agree about half the time
+
+
+def test_alternating_flip_handles_black_and_white_images_and_any_image_size():
+    # pixel sums 0 and numel·255 are the ends of the start table; each image size gets its own table
+    op = AlternatingFlip(seed=0)
+    for size in (8, 32, 8):
+        extremes = torch.stack([torch.zeros(3, size, size), torch.ones(3, size, size)])
+        assert torch.equal(op(extremes), extremes)  # a uniform image is its own mirror image
+        images = _asymmetric_images(50)[:, :, :size, :size] if size == 8 else torch.rand(50, 3, 32, 32)
+        _mirrored(op(images), images)
+
+
+def test_alternating_flip_start_comes_from_its_seed_not_the_global_rng():
+    images = _asymmetric_images(400)
+    starts = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        starts.append(_mirrored(AlternatingFlip(seed=5)(images), images))
+    assert torch.equal(starts[0], starts[1])
+
+
+@pytest.mark.parametrize(
+    "op",
+    [RandomFlip(), AlternatingFlip(), RandomVerticalFlip(), RandomRotate90(), RandomCrop(),
+     RandomCrop(padding_mode="reflect"), Cutout(), ColorJitter()],
+    ids=repr,
+)  # fmt: skip
+def test_every_batched_op_draws_and_computes_on_the_batchs_own_device(op):
+    # The meta device stands in for a GPU: a tensor drawn on the CPU by mistake cannot meet a meta batch.
+    x = torch.empty(4, 3, 32, 32, device="meta")
+    y = op(x)
+    assert (y.device.type, y.shape) == ("meta", x.shape)
+
+
+def test_ops_default_to_the_documented_settings():
+    # The values docs/lab.md and conf/augment/*.yaml rely on when a config leaves an argument out.
+    assert [repr(op) for op in (RandomFlip(), RandomVerticalFlip(), RandomCrop(), Cutout(), ColorJitter())] == [
+        "flip(p=0.5)",
+        "vflip(p=0.5)",
+        "crop(padding=4, padding_mode=constant)",
+        "cutout(size=16)",
+        "color_jitter(brightness=0.4, contrast=0.4, saturation=0.4)",
+    ]
 
 
 def test_alternating_flip_after_a_pixel_changing_op_is_refused():

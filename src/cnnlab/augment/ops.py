@@ -97,11 +97,10 @@ class RandomRotate90(BatchOp):
     name = "rotate90"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        quarter_turns = torch.randint(0, 4, (x.shape[0],), device=x.device)
-        out = x.clone()
-        for k in (1, 2, 3):
-            chosen = quarter_turns == k
-            out[chosen] = torch.rot90(x[chosen], k, dims=(-2, -1))
+        quarter_turns = torch.randint(0, 4, (x.shape[0], 1, 1, 1), device=x.device)
+        out = x
+        for k in (1, 2, 3):  # a select, not boolean indexing: no host sync, and it runs on any device
+            out = torch.where(quarter_turns == k, torch.rot90(x, k, dims=(-2, -1)), out)
         return out
 
 
