@@ -269,6 +269,93 @@ def test_a_download_finished_by_another_job_while_waiting_for_the_lock_is_not_re
     assert calls == []
 
 
+def _pickled(entry) -> bytes:
+    return pickle.dumps(entry)
+
+
+def _u8(*shape):
+    return torch.zeros(*shape, dtype=torch.uint8).numpy()
+
+
+HINT = (
+    "Re-download CIFAR-10 (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) and extract it "
+    "into data.data_dir, or delete the damaged folder so a download can replace it."
+)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "is missing."),
+        (b"hello", "is truncated or not a pickle (UnpicklingError: Memo value not found at index 101)."),
+        (_pickled({"labels": [0]}), "lacks 'data'/'labels' (found ['labels'])."),
+        (_pickled({"data": _u8(1, 3072)}), "lacks 'data'/'labels' (found ['data'])."),
+        (_pickled([1, 2]), "lacks 'data'/'labels' (found list)."),
+        (_pickled({"data": torch.zeros(2, 3072, dtype=torch.int16).numpy(), "labels": [0, 1]}),
+         "holds data of shape (2, 3072) and dtype torch.int16; expected N×3072 uint8."),
+        (_pickled({"data": _u8(2, 3, 1024), "labels": [0, 1]}),
+         "holds data of shape (2, 3, 1024) and dtype torch.uint8; expected N×3072 uint8."),
+        (_pickled({"data": _u8(4, 3072), "labels": [0, 1, 2]}), "has 4 images but 3 labels."),
+        (_pickled({"data": _u8(2, 3072), "labels": [0, 10]}), "has labels outside 0..9 (min 0, max 10)."),
+        (_pickled({"data": _u8(2, 3072), "labels": [-1, 9]}), "has labels outside 0..9 (min -1, max 9)."),
+    ],
+)  # fmt: skip
+def test_a_bad_batch_file_is_refused_with_the_file_what_is_wrong_and_the_fix(tmp_path, content, message):
+    from cnnlab.data.cifar10 import read_batch
+
+    path = tmp_path / "data_batch_1"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        read_batch(path)
+    assert str(error.value) == f"CIFAR-10 batch file {path} {message} {HINT}"
+
+
+def test_labels_load_as_int64_whatever_integer_type_the_pickle_holds(tmp_path):
+    import numpy as np
+
+    from cnnlab.data.cifar10 import read_batch
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(_pickled({"data": _u8(3, 3072), "labels": np.array([7, 0, 9], dtype=np.int32)}))
+    images, labels = read_batch(path)
+    assert (labels.dtype, labels.tolist(), images.shape) == (torch.int64, [7, 0, 9], (3, 3, 32, 32))
+
+
+def test_data_dir_may_be_the_batches_folder_itself_but_no_other_folder_of_batch_files(fake_cifar, tmp_path):
+    from cnnlab.data.cifar10 import find_batches_folder
+
+    folder = fake_cifar / "cifar-10-batches-py"
+    assert find_batches_folder(fake_cifar) == folder and find_batches_folder(folder) == folder
+    elsewhere = tmp_path / "batches"
+    folder.rename(elsewhere)  # the same files under another name are not taken for CIFAR-10
+    assert find_batches_folder(elsewhere) is None and find_batches_folder(tmp_path) is None
+
+
+def test_setup_without_prepare_data_still_downloads_then_loads(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    from conftest import write_fake_cifar
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda root, train, download: write_fake_cifar(Path(root)))
+    dm = CIFAR10DataModule(data_dir=str(tmp_path / "data"), download=True, val_size=10)
+    dm.setup()  # e.g. a rank whose prepare_data Lightning did not call
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (190, 10, 40)
+
+
+def test_the_python_defaults_agree_with_the_config(monkeypatch):
+    import inspect
+
+    import yaml
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "conf/data/cifar10.yaml").read_text())
+    defaults = {k: p.default for k, p in inspect.signature(CIFAR10DataModule.__init__).parameters.items()}
+    assert (defaults["data_dir"], defaults["download"]) == (config["data_dir"], config["download"]) == ("data", True)
+    assert CIFAR10DataModule(data_dir="~/cifar").data_dir == Path.home() / "cifar"
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

@@ -122,3 +122,42 @@ def test_drop_last_never_drops_validation_or_test_samples():
     dm.setup()
     assert sum(len(y) for _, y in dm.train_dataloader()) == 128  # 157 training images → 4 full batches of 32
     assert sum(len(y) for _, y in dm.val_dataloader()) == 43 and sum(len(y) for _, y in dm.test_dataloader()) == 47
+
+
+def test_under_ddp_each_rank_takes_an_equal_disjoint_share_of_the_same_order(monkeypatch):
+    import cnnlab.data.datamodule as datamodule
+
+    world = 3
+    monkeypatch.setattr(datamodule.dist, "is_available", lambda: True)
+    monkeypatch.setattr(datamodule.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(datamodule.dist, "get_world_size", lambda: world)
+    shares = []
+    for rank in range(world):
+        monkeypatch.setattr(datamodule.dist, "get_rank", lambda rank=rank: rank)
+        shares.append(epoch_order(EpochBatchSampler(50, 4, seed=4), 1))
+    # The order of one process, worked out without the sampler: the seeded permutation it documents.
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(4 * 1_000_003 + 1)).tolist()
+    assert [len(s) for s in shares] == [16, 16, 16]  # 50 // 3 · 3 = 48 used, so every rank runs as many steps
+    assert sorted(sum(shares, [])) == sorted(order[:48]) and shares[1] == order[:48][1::3]
+    evaluation = []
+    for rank in range(world):  # evaluation: nothing dropped, ranks interleave the dataset order
+        monkeypatch.setattr(datamodule.dist, "get_rank", lambda rank=rank: rank)
+        evaluation.append(epoch_order(EpochBatchSampler(50, 4, shuffle=False), 0))
+    assert evaluation[0] == list(range(0, 50, 3)) and sorted(sum(evaluation, [])) == list(range(50))
+    monkeypatch.setattr(datamodule.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(datamodule.dist, "get_rank", lambda: 0)
+    assert len(epoch_order(EpochBatchSampler(50, 4, seed=4), 1)) == 25
+
+
+def test_the_device_loader_keeps_images_labels_and_indices_on_its_device():
+    # The meta device stands in for a GPU: a batch left on the CPU by mistake would show as a CPU tensor.
+    data = indexed_dataset()
+    loader = DeviceLoader(*data.tensors, EpochBatchSampler(50, 16, seed=3), torch.device("meta"))
+    assert (loader.images.device.type, loader.labels.device.type) == ("meta", "meta")
+    images, labels = next(iter(loader))
+    assert (images.device.type, labels.device.type, images.shape, labels.shape) == (
+        "meta",
+        "meta",
+        (16, 3, 4, 4),
+        (16,),
+    )

@@ -45,11 +45,11 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         ) from None
     if isinstance(entry, dict):  # Python 2 pickles load with str keys, some re-pickled copies with bytes keys
         entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
-    if not isinstance(entry, dict) or "data" not in entry or not ({"labels", "fine_labels"} & entry.keys()):
+    if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         keys = sorted(entry.keys()) if isinstance(entry, dict) else type(entry).__name__
         raise DataError(f"CIFAR-10 batch file {path} lacks 'data'/'labels' (found {keys}). {REDOWNLOAD_HINT}")
     data = torch.as_tensor(entry["data"])
-    labels = torch.as_tensor(entry.get("labels", entry.get("fine_labels")), dtype=torch.int64)
+    labels = torch.as_tensor(entry["labels"], dtype=torch.int64)
     if data.dtype != torch.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(
             f"CIFAR-10 batch file {path} holds data of shape {tuple(data.shape)} and dtype {data.dtype}; "
