@@ -415,3 +415,20 @@ def test_real_cifar_loads_the_full_set(real_cifar):
     assert dm.test_set.tensors[1][:5].tolist() == [3, 8, 8, 0, 6]  # cat, ship, ship, airplane, frog
     train_x = torch.cat([dm.train_set.tensors[0], dm.val_set.tensors[0]]).float() / 255
     assert train_x.mean(dim=(0, 2, 3)).tolist() == pytest.approx([0.4914, 0.4822, 0.4465], abs=1e-4)
+
+
+def test_tiny_classes_are_a_palette_colour_by_k_over_2_and_stripe_direction_by_parity():
+    # data/tiny.py's spec, read back from the pixels: the box's colour (mean of the saturated pixels, nearest
+    # palette colour by angle) names k // 2, and horizontal stripes (luma varies more from row to row than from
+    # column to column) name the even classes.
+    x, y = make_tiny_images(1000, seed=3)
+    x = x.float() / 255
+    palette = torch.tensor([[0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.85, 0.2], [0.8, 0.2, 0.8]])
+    saturated = ((x.max(1).values - x.min(1).values) > 0.3).float().unsqueeze(1)
+    colour = torch.nn.functional.normalize((x * saturated).sum((2, 3)), dim=1)
+    nearest = (colour @ torch.nn.functional.normalize(palette, dim=1).T).argmax(1)
+    assert torch.equal(nearest, y // 2)
+    luma = x.mean(1)
+    horizontal = luma.mean(2).var(1) > luma.mean(1).var(1)
+    assert (horizontal == (y % 2 == 0)).float().mean() >= 0.99
+    assert torch.bincount(y, minlength=10).tolist() == [100] * 10  # balanced: a permutation of 0..999, mod 10
