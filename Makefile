@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet mutation mlflow tensorboard clean
+.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 mutation mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -50,10 +50,12 @@ slurm-local:  ## install and start a single-node SLURM cluster on this host (roo
 # that reached the mutated function. PYTHONPATH makes the console scripts that tests start in a subprocess
 # import the mutated copy too. One worker: the trainings in the tests already use every core.
 # src/ is never touched. mutants/ keeps the copy and the test map; each run re-checks its mutants from scratch.
+# OMP_NUM_THREADS=1: a forked child's first multi-threaded tensor op hung on the OpenMP pool it inherited, so 89 of
+# the first 213 mutants of augment/data "timed out" that fail in 0.5 s when run alone (docs/testing.md).
 mutation:  ## mutation testing of [tool.mutmut]'s modules, e.g. make mutation ARGS='cnnlab.report.tables*' (hours in all; not for CI)
 	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install -q -e '.[mutation]'
 	mkdir -p mutants/src  # must exist when Python starts, or its import cache skips the PYTHONPATH entry for good
-	PYTHONPATH=$(CURDIR)/mutants/src $(BIN)/mutmut run --max-children 1 $(ARGS)
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/mutants/src $(BIN)/mutmut run --max-children 1 $(ARGS)
 	$(BIN)/mutmut results
 
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
@@ -61,6 +63,10 @@ bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 
 bench-fastnet:  ## FastNet's bare training step (what bounds cpu94/fast94 on a CPU) and its FLOPs per image
 	$(BIN)/python scripts/bench_fastnet.py
+
+DATA ?= data
+peer94:  ## cpu94's peer: airbench94 in plain PyTorch on this CPU, e.g. make peer94 DATA=../shared/data SEED=0 (~17 min)
+	/usr/bin/time -f "%e s for the whole process" $(BIN)/python scripts/peer_airbench94.py --data-dir $(DATA) --seed $(or $(SEED),0)
 
 mlflow:  ## MLflow's UI over outputs/mlflow.db (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db
