@@ -158,6 +158,15 @@ def test_saturation_keeps_each_pixels_luma():
     assert not torch.allclose(x, y, atol=1e-3)
 
 
+def test_saturation_factor_is_drawn_uniformly_from_one_minus_to_one_plus_its_strength():
+    x = batch(2000, 0.2, 0.8)
+    gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    y = ColorJitter(brightness=0, contrast=0, saturation=0.4)(x)
+    factor = ((y - gray) / (x - gray))[:, :, 0, 0].median(1).values  # one factor per image, read off its pixels
+    assert factor.min() >= 0.6 - 1e-4 and factor.max() <= 1.4 + 1e-4
+    assert factor.min() < 0.62 and factor.max() > 1.38 and abs(factor.mean() - 1) < 0.02
+
+
 def test_color_jitter_stays_in_the_unit_range():
     x = batch()
     y = ColorJitter()(x)
@@ -200,6 +209,17 @@ def test_torchvision_policies_change_most_images_each_differently(policy):
     outputs = {tuple(img.flatten().tolist()) for img in TorchvisionPolicy(policy)(same)}
     assert len(outputs) >= 8  # one op drawn for the whole batch would give a single output
     assert not TorchvisionPolicy(policy).batched
+
+
+def test_policies_work_on_bytes_and_return_bytes_scaled_back_to_the_unit_range():
+    x = uint8_exact(64)
+    for policy in ("autoaugment", "trivialaugment"):
+        y = TorchvisionPolicy(policy)(x)
+        assert (y * 255 - (y * 255).round()).abs().max() < 1e-4  # came back from uint8
+        assert abs(y.mean() - x.mean()) < 0.1  # not read as 0..255 floats and clamped to near black
+    with pytest.raises(ConfigError) as error:
+        TorchvisionPolicy("randaugment")
+    assert "augment policy" in str(error.value) and "randaugment" in str(error.value)
 
 
 def test_policy_round_trip_through_uint8_is_lossless():
@@ -290,18 +310,23 @@ def test_alternating_flip_start_comes_from_its_seed_not_the_global_rng():
     "op",
     [RandomFlip(), AlternatingFlip(), RandomVerticalFlip(), RandomRotate90(), RandomCrop(),
      RandomCrop(padding_mode="reflect"), Cutout(), ColorJitter()],
-    ids=repr,
+    ids=["flip", "alternating_flip", "vflip", "rotate90", "crop", "crop_reflect", "cutout", "color_jitter"],
 )  # fmt: skip
 def test_every_batched_op_draws_and_computes_on_the_batchs_own_device(op):
     # The meta device stands in for a GPU: a tensor drawn on the CPU by mistake cannot meet a meta batch.
     x = torch.empty(4, 3, 32, 32, device="meta")
     y = op(x)
     assert (y.device.type, y.shape) == ("meta", x.shape)
+    # a CPU table indexed by a device index would fail on a GPU (meta lets it pass): check where it lives
+    assert all(t.device.type == "meta" for t in getattr(op, "_start_bits", {}).values())
 
 
 def test_ops_default_to_the_documented_settings():
     # The values docs/lab.md and conf/augment/*.yaml rely on when a config leaves an argument out.
-    assert [repr(op) for op in (RandomFlip(), RandomVerticalFlip(), RandomCrop(), Cutout(), ColorJitter())] == [
+    ops = (AlternatingFlip(), RandomFlip(), RandomVerticalFlip(), RandomCrop(), Cutout(), ColorJitter())
+    assert TorchvisionPolicy().name == "autoaugment" and TorchvisionPolicy("trivialaugment").name == "trivialaugment"
+    assert [repr(op) for op in ops] == [
+        "flip(seed=0, epoch=0)",
         "flip(p=0.5)",
         "vflip(p=0.5)",
         "crop(padding=4, padding_mode=constant)",
@@ -311,8 +336,13 @@ def test_ops_default_to_the_documented_settings():
 
 
 def test_alternating_flip_after_a_pixel_changing_op_is_refused():
-    with pytest.raises(ConfigError, match=r"AlternatingFlip\) must come first.*crop"):
-        Augmentation([RandomCrop(padding=2), AlternatingFlip()])
+    with pytest.raises(ConfigError) as error:
+        Augmentation([RandomCrop(padding=2), Cutout(), AlternatingFlip()])
+    assert str(error.value) == (
+        "augmentation op 2 (AlternatingFlip) must come first: it recognises each image by its pixels, which the "
+        "ops before it (crop, cutout) change every epoch. "
+        "Fix: list cnnlab.augment.ops.AlternatingFlip first in augment.ops."
+    )
 
 
 def test_the_datamodule_hook_alternates_flips_with_the_trainers_epoch():

@@ -432,3 +432,116 @@ def test_tiny_classes_are_a_palette_colour_by_k_over_2_and_stripe_direction_by_p
     horizontal = luma.mean(2).var(1) > luma.mean(1).var(1)
     assert (horizontal == (y % 2 == 0)).float().mean() >= 0.99
     assert torch.bincount(y, minlength=10).tolist() == [100] * 10  # balanced: a permutation of 0..999, mod 10
+
+
+def test_missing_data_with_download_off_is_one_exact_line(tmp_path):
+    dm = CIFAR10DataModule(data_dir=str(tmp_path / "nowhere"), download=False)
+    with pytest.raises(DataError) as error:
+        dm.prepare_data()
+    assert str(error.value) == (
+        f"CIFAR-10 not found: {tmp_path}/nowhere/cifar-10-batches-py does not exist or is empty, and download is off "
+        "(data.download=false). Fix: put an extracted 'cifar-10-batches-py' folder (torchvision's layout: "
+        f"data_batch_1..5, test_batch) inside {tmp_path}/nowhere, or point at the folder that holds it with "
+        "data.data_dir=<path>; or train on synthetic data with data=tiny."
+    )
+
+
+@pytest.mark.parametrize("val_size, sizes", [(0, (200, 0)), (199, (1, 199)), (0.5, (100, 100))])
+def test_val_size_may_be_anything_from_zero_to_all_but_one_image(val_size, sizes):
+    dm = TinyDataModule(train_count=200, val_size=val_size)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == sizes
+
+
+def test_a_val_size_that_leaves_no_training_image_is_refused_with_the_range_and_a_fix():
+    with pytest.raises(ConfigError) as error:
+        TinyDataModule(train_count=200, val_size=200).setup()
+    assert str(error.value) == (
+        "data.val_size=200 does not fit: tiny has 200 training images, so the validation split must hold 0..199. "
+        "Fix: e.g. data.val_size=20 or a fraction such as data.val_size=0.1 (or 0 to train on all of them)."
+    )
+
+
+@pytest.mark.parametrize("subset, ok", [(0, False), (1, True), (160, True), (161, False)])
+def test_train_subset_ranges_over_one_to_every_training_image(subset, ok):
+    dm = TinyDataModule(train_count=200, val_size=40, train_subset=subset)
+    if ok:
+        dm.setup()
+        assert len(dm.train_set) == subset
+    else:
+        with pytest.raises(ConfigError, match=rf"data.train_subset={subset} is outside 1..160"):
+            dm.setup()
+
+
+def test_label_unsafe_refusal_names_the_op_why_every_unsafe_op_and_the_fix():
+    unsafe = {"rotate90": "a quarter turn swaps stripe orientations.", "vflip": "upside down."}
+    with pytest.raises(ConfigError) as error:
+        TinyDataModule(augment=Augmentation([RandomRotate90()]), label_unsafe=unsafe)
+    assert str(error.value) == (
+        "augmentation op 'rotate90' changes what a label means on tiny: a quarter turn swaps stripe orientations. "
+        "Label-unsafe ops for tiny: rotate90, vflip. Fix: choose a label-safe augmentation (e.g. augment=crop_flip), "
+        "or set augment.allow_label_unsafe=true to run it anyway."
+    )
+
+
+def _fake_trainer(overfit_batches=0, device="cpu", training=False):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        overfit_batches=overfit_batches, training=training, current_epoch=0,
+        strategy=SimpleNamespace(root_device=torch.device(device)),
+    )  # fmt: skip
+
+
+def test_overfitting_batches_needs_the_device_loader_and_only_then():
+    dm = TinyDataModule(train_count=100, val_size=20, on_device=False)
+    dm.setup()
+    dm.trainer = _fake_trainer(overfit_batches=3)
+    with pytest.raises(ConfigError) as error:
+        dm.train_dataloader()
+    assert str(error.value) == (
+        "trainer.overfit_batches=3 needs cnnlab's device loader, but data.on_device=False (augment: "
+        "Augmentation(identity)) makes batches come from a DataLoader. Fix: data.on_device=true (as debug=overfit "
+        "sets), or trainer.overfit_batches=0."
+    )
+    dm.trainer = _fake_trainer(overfit_batches=0)
+    dm.train_dataloader()  # a DataLoader is fine when nothing is overfitted
+    on_device = TinyDataModule(train_count=100, val_size=20, on_device=True)
+    on_device.setup()
+    on_device.trainer = _fake_trainer(overfit_batches=3)
+    on_device.train_dataloader()
+
+
+def test_loaders_live_on_the_trainers_device_and_evaluation_keeps_the_dataset_order():
+    dm = TinyDataModule(train_count=100, val_size=20, eval_batch_size=8)
+    dm.setup()
+    dm.trainer = _fake_trainer(device="meta")
+    assert dm.val_dataloader().images.device.type == "meta"
+    assert dm.normalize(torch.zeros(2, 3, 4, 4, device="meta")).device.type == "meta"
+    dm.trainer = None  # the DataLoader path: labels of val and test come out in dataset order, every epoch
+    for loader, split in ((dm.val_dataloader(), dm.val_set), (dm.test_dataloader(), dm.test_set)):
+        assert torch.equal(torch.cat([labels for _, labels in loader]), split.tensors[1])
+
+
+def test_the_batch_hook_without_a_trainer_only_normalises():
+    dm = TinyDataModule(train_count=100, val_size=20, augment=Augmentation([RandomFlip(p=1.0)]))
+    dm.setup()
+    raw, labels = dm.train_set.tensors[0][:4], dm.train_set.tensors[1][:4]
+    images, out_labels = dm.on_after_batch_transfer((raw, labels), 0)
+    assert torch.allclose(images, by_hand_normalised(raw), atol=1e-5) and torch.equal(out_labels, labels)
+
+
+def test_the_datamodules_python_defaults_agree_with_the_config():
+    import inspect
+
+    import yaml
+
+    from cnnlab.data.datamodule import ImageDataModule
+    from conftest import REPO
+
+    data = yaml.safe_load((REPO / "conf/data/cifar10.yaml").read_text())
+    train = yaml.safe_load((REPO / "conf/train.yaml").read_text())
+    defaults = {k: p.default for k, p in inspect.signature(ImageDataModule.__init__).parameters.items()}
+    for key in ("batch_size", "eval_batch_size", "val_size", "train_subset", "split_seed", "drop_last"):
+        assert defaults[key] == data[key], key
+    assert defaults["seed"] == train["seed"] == 0
