@@ -343,16 +343,14 @@ def test_setup_without_prepare_data_still_downloads_then_loads(tmp_path, monkeyp
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (190, 10, 40)
 
 
-def test_the_python_defaults_agree_with_the_config(monkeypatch):
-    import inspect
-
+def test_the_python_defaults_agree_with_the_config():
     import yaml
 
     from conftest import REPO
 
     config = yaml.safe_load((REPO / "conf/data/cifar10.yaml").read_text())
-    defaults = {k: p.default for k, p in inspect.signature(CIFAR10DataModule.__init__).parameters.items()}
-    assert (defaults["data_dir"], defaults["download"]) == (config["data_dir"], config["download"]) == ("data", True)
+    dm = CIFAR10DataModule()
+    assert (dm.data_dir, dm.download) == (Path(config["data_dir"]), config["download"]) == (Path("data"), True)
     assert CIFAR10DataModule(data_dir="~/cifar").data_dir == Path.home() / "cifar"
 
 
@@ -460,6 +458,8 @@ def test_a_val_size_that_leaves_no_training_image_is_refused_with_the_range_and_
         "data.val_size=200 does not fit: tiny has 200 training images, so the validation split must hold 0..199. "
         "Fix: e.g. data.val_size=20 or a fraction such as data.val_size=0.1 (or 0 to train on all of them)."
     )
+    with pytest.raises(ConfigError, match=r"must hold 0..4. Fix: e.g. data.val_size=1 or"):
+        TinyDataModule(train_count=5, val_size=5).setup()  # a tenth of 5 rounds down to 0: suggest 1
 
 
 @pytest.mark.parametrize("subset, ok", [(0, False), (1, True), (160, True), (161, False)])
@@ -496,11 +496,11 @@ def _fake_trainer(overfit_batches=0, device="cpu", training=False):
 def test_overfitting_batches_needs_the_device_loader_and_only_then():
     dm = TinyDataModule(train_count=100, val_size=20, on_device=False)
     dm.setup()
-    dm.trainer = _fake_trainer(overfit_batches=3)
+    dm.trainer = _fake_trainer(overfit_batches=1)
     with pytest.raises(ConfigError) as error:
         dm.train_dataloader()
     assert str(error.value) == (
-        "trainer.overfit_batches=3 needs cnnlab's device loader, but data.on_device=False (augment: "
+        "trainer.overfit_batches=1 needs cnnlab's device loader, but data.on_device=False (augment: "
         "Augmentation(identity)) makes batches come from a DataLoader. Fix: data.on_device=true (as debug=overfit "
         "sets), or trainer.overfit_batches=0."
     )
@@ -532,8 +532,6 @@ def test_the_batch_hook_without_a_trainer_only_normalises():
 
 
 def test_the_datamodules_python_defaults_agree_with_the_config():
-    import inspect
-
     import yaml
 
     from cnnlab.data.datamodule import ImageDataModule
@@ -541,7 +539,9 @@ def test_the_datamodules_python_defaults_agree_with_the_config():
 
     data = yaml.safe_load((REPO / "conf/data/cifar10.yaml").read_text())
     train = yaml.safe_load((REPO / "conf/train.yaml").read_text())
-    defaults = {k: p.default for k, p in inspect.signature(ImageDataModule.__init__).parameters.items()}
+    dm = ImageDataModule()
     for key in ("batch_size", "eval_batch_size", "val_size", "train_subset", "split_seed", "drop_last"):
-        assert defaults[key] == data[key], key
-    assert defaults["seed"] == train["seed"] == 0
+        assert getattr(dm, key) == data[key], key
+    assert dm.seed == train["seed"] == 0
+    tiny = TinyDataModule()
+    assert (tiny.train_count, tiny.test_count, tiny.data_seed) == (1200, 300, 1234)  # conf/data/tiny.yaml's
