@@ -55,6 +55,7 @@ slurm-local:  ## install and start a single-node SLURM cluster on this host (roo
 mutation:  ## mutation testing of [tool.mutmut]'s modules, e.g. make mutation ARGS='cnnlab.report.tables*' (hours in all; not for CI)
 	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install -q -e '.[mutation]'
 	mkdir -p mutants/src  # must exist when Python starts, or its import cache skips the PYTHONPATH entry for good
+	rm -f mutants/mutmut-stats.json  # its map of which tests reach which function; kept, it never sees new tests
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/mutants/src $(BIN)/mutmut run --max-children 1 $(ARGS)
 	$(BIN)/mutmut results
 

@@ -415,21 +415,32 @@ def test_real_cifar_loads_the_full_set(real_cifar):
     assert train_x.mean(dim=(0, 2, 3)).tolist() == pytest.approx([0.4914, 0.4822, 0.4465], abs=1e-4)
 
 
+def palette_colour(x: torch.Tensor) -> torch.Tensor:
+    """Index of the tiny palette colour nearest (by angle) to each image's mean saturated (box) pixel."""
+    palette = torch.tensor([[0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.85, 0.2], [0.8, 0.2, 0.8]])
+    saturated = ((x.max(1).values - x.min(1).values) > 0.3).float().unsqueeze(1)
+    colour = torch.nn.functional.normalize((x * saturated).sum((2, 3)), dim=1)
+    return (colour @ torch.nn.functional.normalize(palette, dim=1).T).argmax(1)
+
+
 def test_tiny_classes_are_a_palette_colour_by_k_over_2_and_stripe_direction_by_parity():
     # data/tiny.py's spec, read back from the pixels: the box's colour (mean of the saturated pixels, nearest
     # palette colour by angle) names k // 2, and horizontal stripes (luma varies more from row to row than from
     # column to column) name the even classes.
     x, y = make_tiny_images(1000, seed=3)
     x = x.float() / 255
-    palette = torch.tensor([[0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.85, 0.2], [0.8, 0.2, 0.8]])
-    saturated = ((x.max(1).values - x.min(1).values) > 0.3).float().unsqueeze(1)
-    colour = torch.nn.functional.normalize((x * saturated).sum((2, 3)), dim=1)
-    nearest = (colour @ torch.nn.functional.normalize(palette, dim=1).T).argmax(1)
-    assert torch.equal(nearest, y // 2)
+    assert torch.equal(palette_colour(x), y // 2)
     luma = x.mean(1)
     horizontal = luma.mean(2).var(1) > luma.mean(1).var(1)
     assert (horizontal == (y % 2 == 0)).float().mean() >= 0.99
     assert torch.bincount(y, minlength=10).tolist() == [100] * 10  # balanced: a permutation of 0..999, mod 10
+
+
+def test_tiny_images_are_drawn_chunk_by_chunk_to_the_last_image():
+    # 10 images in chunks of 4 (4 + 4 + 2): every image is a drawn picture of its class, not unfilled memory
+    x, y = make_tiny_images(10, seed=0, chunk=4)
+    assert torch.equal(y, make_tiny_images(10, seed=0)[1])  # labels do not depend on the chunking
+    assert torch.equal(palette_colour(x.float() / 255), y // 2)
 
 
 def test_missing_data_with_download_off_is_one_exact_line(tmp_path):
