@@ -1,6 +1,7 @@
 """Receptive fields: analytic sizes, jumps and starts match hand calculations and the input gradient."""
 
 import pytest
+import torch
 from torch import nn
 
 from cnnlab.models.cnn import ConvNet
@@ -14,6 +15,9 @@ from cnnlab.models.receptive_field import (
 
 
 def conv_stack(n: int, dilation: int = 1) -> nn.Sequential:
+    # A fixed init: for 4 of 200 random inits of three 3-channel conv+ReLU layers the centre unit is dead on all
+    # of input_gradient's 8 inputs, its gradient is 0 and the test failed, depending on what ran before it.
+    torch.manual_seed(0)
     layers = []
     for _ in range(n):
         layers += [nn.Conv2d(3, 3, 3, padding=dilation, dilation=dilation), nn.ReLU()]
