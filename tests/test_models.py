@@ -91,3 +91,34 @@ def test_dropout_acts_in_training_only():
     assert torch.equal(net(x), net(x))
     plain = ConvNet(depth=1, width=8, dropout=0.0, batchnorm=False).train()
     assert torch.equal(plain(x), plain(x))
+
+
+def test_model_arguments_are_checked_at_their_limits_with_one_exact_line():
+    cases = [
+        (lambda: MLP(dropout=1.0), "model.dropout=1.0 is outside [0, 1). Fix: e.g. model.dropout=0.1."),
+        (lambda: MLP(hidden=[64, 0]),
+         "model.hidden=[64, 0] must hold positive layer widths. Fix: e.g. model.hidden=[512,256]."),
+        (lambda: ConvNet(growth=0), "model.growth=0 must be a number > 0 (the channel multiplier per block). "
+         "Fix: e.g. model.growth=2.0 (or 1.0 for constant width)."),
+        (lambda: ConvNet(growth=True), "model.growth=True must be a number > 0 (the channel multiplier per block). "
+         "Fix: e.g. model.growth=2.0 (or 1.0 for constant width)."),
+        (lambda: ConvNet(padding_mode="mirror"), "model.padding_mode='mirror' is not a valid choice. "
+         "Valid: zeros, circular, reflect, replicate. Fix: pass e.g. model.padding_mode=zeros."),
+    ]  # fmt: skip
+    for build, message in cases:
+        with pytest.raises(ConfigError) as error:
+            build()
+        assert str(error.value) == message
+    assert MLP(dropout=0.99, hidden=[1]).num_classes == 10  # the largest dropout and the smallest width pass
+    assert block_channels(3, 1, 0.5) == [1, 1, 1]  # never fewer than one channel, never more than asked
+    shrinking = ConvNet(depth=2, width=8, growth=0.5)  # a multiplier below 1 is valid: 8 then 4 channels
+    assert [m.out_channels for m in shrinking.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 4]
+
+
+def test_padding_mode_and_convs_per_block_reach_every_conv():
+    net = ConvNet(depth=2, width=4, convs_per_block=2, padding_mode="reflect", batchnorm=False)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.padding_mode) for c in convs] == [
+        (3, 4, "reflect"), (4, 4, "reflect"), (4, 8, "reflect"), (8, 8, "reflect"),
+    ]  # fmt: skip
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

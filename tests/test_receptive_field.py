@@ -81,3 +81,27 @@ def test_a_field_exactly_the_image_size_is_not_flagged():
     short = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 3, 15))  # 2 + 14·2 = 30
     assert final_receptive_field(exact) == 32 and too_small_warning(exact) is None
     assert final_receptive_field(short) == 30 and "30×30 is smaller" in too_small_warning(short)
+
+
+def test_empirical_field_is_the_bounding_box_of_the_gradient_above_the_threshold():
+    grad = torch.zeros(32, 32)
+    grad[10:13, 4:9] = 2.0  # 3 rows × 5 columns
+    grad[0, 0] = 0.15  # below a 0.1 threshold (0.1 × the maximum 2.0), above a 0.0 one
+    assert empirical_receptive_field(grad, threshold=0.1) == (3, 5)
+    assert empirical_receptive_field(grad) == (13, 9)
+    assert empirical_receptive_field(torch.zeros(32, 32)) == (0, 0)
+    one = torch.zeros(8, 8)
+    one[2, 3] = 1.0
+    assert empirical_receptive_field(one) == (1, 1)
+
+
+def test_input_gradient_is_taken_at_the_centre_unit_and_from_its_own_seed():
+    conv = nn.Conv2d(3, 2, 3, padding=1)
+    grad = input_gradient(conv, image_size=32)
+    rows, cols = grad.sum(1).nonzero().flatten().tolist(), grad.sum(0).nonzero().flatten().tolist()
+    assert (rows, cols) == ([15, 16, 17], [15, 16, 17])  # output 32×32: centre unit (16, 16), its 3×3 window
+    stack = conv_stack(2)
+    torch.manual_seed(1)
+    first = input_gradient(stack)
+    torch.manual_seed(2)
+    assert torch.equal(input_gradient(stack), first)  # the random inputs come from its own seed, not the global RNG
