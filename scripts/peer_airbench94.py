@@ -40,7 +40,10 @@ def load_cifar(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     folder = root / "cifar-10-batches-py"
 
     def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = [pickle.load(open(folder / n, "rb"), encoding="bytes") for n in names]
+        parts = []
+        for name in names:
+            with open(folder / name, "rb") as f:
+                parts.append(pickle.load(f, encoding="bytes"))
         x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
         y = np.concatenate([p[b"labels"] for p in parts])
         return torch.from_numpy(x), torch.from_numpy(y).long()

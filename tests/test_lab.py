@@ -162,6 +162,16 @@ def run_tool(module, argv, monkeypatch, capsys) -> str:
     return capsys.readouterr().out
 
 
+def refused_line(module, argv, monkeypatch, capsys) -> str:
+    """Run a lab tool that must refuse `argv`: exit 2 with one line on stderr, which is returned."""
+    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    return err
+
+
 def test_rf_tool_prints_the_table_and_saves_fresh_and_trained_maps(tmp_path, monkeypatch, capsys):
     from cnnlab.lab import rf as rf_tool
 
@@ -208,11 +218,7 @@ def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch,
 def test_equivariance_tool_refuses_shifts_off_the_image_and_flat_models(argv, message, monkeypatch, capsys):
     from cnnlab.lab import equivariance as equivariance_tool
 
-    monkeypatch.setattr("sys.argv", ["cnnlab-equivariance", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        equivariance_tool.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+    assert message in refused_line(equivariance_tool, argv, monkeypatch, capsys)
 
 
 def test_linearity_tool_shows_identity_collapses_and_relu_does_not(monkeypatch, capsys):
@@ -244,11 +250,8 @@ def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
 def test_lab_tools_refuse_bad_input_with_one_line_and_exit_2(argv, message, monkeypatch, capsys):
     from cnnlab.lab import rf as rf_tool
 
-    monkeypatch.setattr("sys.argv", ["cnnlab-rf", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        rf_tool.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "ckpt_path=" not in err
+    err = refused_line(rf_tool, argv, monkeypatch, capsys)
+    assert message in err and "ckpt_path=" not in err
 
 
 def test_lab_tools_refuse_an_out_that_cannot_be_written(tmp_path, monkeypatch, capsys):
@@ -256,10 +259,7 @@ def test_lab_tools_refuse_an_out_that_cannot_be_written(tmp_path, monkeypatch, c
 
     in_the_way = tmp_path / "figs"
     in_the_way.write_text("a file")
-    monkeypatch.setattr("sys.argv", ["cnnlab-pooling", "--out", str(in_the_way / "sub")])
-    with pytest.raises(SystemExit) as exit_info:
-        pooling_tool.main()
-    assert exit_info.value.code == 2 and "cannot be written" in capsys.readouterr().err
+    assert "cannot be written" in refused_line(pooling_tool, ["--out", str(in_the_way / "sub")], monkeypatch, capsys)
 
 
 def test_ctrl_c_before_a_run_starts_exits_130_with_one_line(capsys):
