@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab.report.collect import collect_jobs, swept_axes
-from cnnlab.report.gain import pair_runs
+from cnnlab.report.collect import Job, collect_jobs, swept_axes
+from cnnlab.report.gain import capacity_axes, gain_rows, has_baseline, pair_runs
 
 AUGMENTS, WIDTHS, SUBSETS, SEEDS = ("crop_flip", "none"), (8, 32), ("5000", "null"), (0, 1, 2)
 # Test accuracy per (augment, width, train_subset), seeds 0, 1, 2; None: the job failed.
@@ -184,3 +184,212 @@ def test_augmentation_lab_on_tiny_data_gives_the_gain_table_through_cnnlab_compa
         gain = test_acc["crop_flip", row["model.width"]] - test_acc["none", row["model.width"]]
         assert float(row["gain"]) == pytest.approx(gain, abs=1e-5) and row["gain_std"] == ""  # one seed: no spread
     assert (tmp_path / "report" / "aug_gain.png").stat().st_size > 5000
+
+
+# --- gain_rows and has_baseline in this process ------------------------------------------------------------------
+
+SWEPT = ["augment", "data.train_subset", "model.width"]
+
+
+def gain_row(width: int, subset: str, seeds: str, test: float, base: float, gain: float, std, gap, base_gap) -> dict:
+    """The row gain_rows should give for crop_flip at (width, subset), every number passed in worked out by hand."""
+    return {
+        "setting": f"augment=crop_flip data.train_subset={subset} model.width={width}",
+        "baseline": f"augment=none data.train_subset={subset} model.width={width}",
+        "augment": "crop_flip",
+        "data.train_subset": subset,
+        "model.width": str(width),
+        "params": PARAMS[width],
+        "seeds": seeds,
+        "pairs": len(seeds.split()),
+        "test_acc": pytest.approx(test),
+        "baseline_test_acc": pytest.approx(base),
+        "gain": pytest.approx(gain, abs=1e-12),
+        "gain_std": pytest.approx(std, abs=1e-12),
+        "train_val_gap": pytest.approx(gap),
+        "baseline_train_val_gap": pytest.approx(base_gap),
+    }
+
+
+def test_gain_rows_give_each_augmented_setting_its_paired_seeds_mean_gain_and_sample_std(sweep):
+    """In-process gain_rows on the hand-made sweep: every column of every row, rows by subset then parameter count."""
+    jobs = collect_jobs([sweep])
+    assert swept_axes(jobs) == SWEPT
+    # gap = TRAIN_ACC − (test − 0.01), averaged over the paired seeds: crop_flip 0.70, none 0.95
+    assert gain_rows(jobs, SWEPT) == [
+        gain_row(8, "5000", "0 1 2", 0.45, 0.42, 0.03, 0.02, 0.70 - 0.44, 0.95 - 0.41),
+        gain_row(32, "5000", "0 1 2", 0.60, 0.50, 0.10, 0.02, 0.70 - 0.59, 0.95 - 0.49),
+        gain_row(8, "null", "0 1 2", 0.61, 0.61, 0.0, 0.0, 0.70 - 0.60, 0.95 - 0.60),
+        # seed 1's twin failed: only seeds 0 and 2, on both sides (0.75 and 0.80; 0.70 and 0.74)
+        gain_row(32, "null", "0 2", 0.775, 0.72, 0.055, math.sqrt(2 * 0.005**2), 0.70 - 0.765, 0.95 - 0.71),
+    ]
+
+
+def run(name: str, overrides: dict[str, str], test_acc: float | None, status="completed", train_acc=None, **record):
+    """A job built in memory; train_acc is the last point of its train/acc curve."""
+    metrics = {"status": status, **({} if test_acc is None else {"test_acc": test_acc}), **record}
+    return Job(Path(name), overrides, metrics, {} if train_acc is None else {"train/acc": [0.1, train_acc]})
+
+
+def aug(policy: str, seed: int, other: dict[str, str] | None = None) -> dict[str, str]:
+    """Overrides of a run: its augment policy, any other swept values, its seed."""
+    return {"augment": policy, **(other or {}), "seed": str(seed)}
+
+
+def test_has_baseline_needs_augment_swept_and_a_none_run():
+    """augment must be a swept axis and one job must have augment=none."""
+    both = [run("0", aug("none", 0), 0.5), run("1", aug("crop_flip", 0), 0.6)]
+    assert has_baseline(both, ["augment"]) and has_baseline(both, ["model.width", "augment"])
+    assert not has_baseline(both, ["model.width"])  # augment not swept
+    assert not has_baseline([run("0", aug("cutout", 0), 0.5), run("1", aug("crop_flip", 0), 0.6)], ["augment"])
+    assert not has_baseline([], ["augment"])
+
+
+def test_a_single_seed_gives_its_own_difference_as_the_gain_and_no_std():
+    """One pair: gain = augmented − none test acc, gain_std None; no train/acc curves: both gaps None."""
+    jobs = [run("0", aug("none", 0), 0.40, params=500), run("1", aug("crop_flip", 0), 0.47, params=500)]
+    assert gain_rows(jobs, ["augment"]) == [
+        {
+            "setting": "augment=crop_flip",
+            "baseline": "augment=none",
+            "augment": "crop_flip",
+            "params": 500,
+            "seeds": "0",
+            "pairs": 1,
+            "test_acc": 0.47,
+            "baseline_test_acc": 0.40,
+            "gain": pytest.approx(0.07),
+            "gain_std": None,
+            "train_val_gap": None,
+            "baseline_train_val_gap": None,
+        }
+    ]
+
+
+def test_gain_is_the_mean_and_gain_std_the_sample_std_of_the_per_seed_differences():
+    """Three seeds, each augmented run minus the none run of its own seed: 0.11, 0.14, 0.20."""
+    nones = [run(f"n{seed}", aug("none", seed), acc) for seed, acc in enumerate((0.50, 0.40, 0.60))]
+    crops = [run(f"c{seed}", aug("crop_flip", seed), acc) for seed, acc in enumerate((0.61, 0.54, 0.80))]
+    (row,) = gain_rows(crops + nones, ["augment"])
+    assert (row["seeds"], row["pairs"]) == ("0 1 2", 3)
+    assert row["gain"] == pytest.approx(0.15)  # (0.11 + 0.14 + 0.20) / 3; the median would be 0.14
+    # deviations −0.04, −0.01, +0.05: √((0.0016 + 0.0001 + 0.0025) / 2) = 0.0458 (population std: 0.0374)
+    assert row["gain_std"] == pytest.approx(math.sqrt(0.0042 / 2))
+    assert (row["test_acc"], row["baseline_test_acc"]) == (pytest.approx(0.65), pytest.approx(0.50))
+
+
+def test_failed_runs_runs_without_test_acc_and_runs_without_a_twin_are_not_paired():
+    """Only completed runs with a test acc pair up; an augmented run whose twin is missing or unusable is dropped."""
+    jobs = [
+        run("n0", aug("none", 0), 0.50),
+        run("n1", aug("none", 1), 0.60),
+        run("n2", aug("none", 2), 0.40),
+        run("n4", aug("none", 4), 0.90, status="failed"),  # a test acc in a failed record is not trusted
+        run("n5", aug("none", 5), None),  # completed, no test acc
+        run("n6", aug("none", 6), 0.30),
+        run("c0", aug("crop_flip", 0), 0.55),
+        run("c1", aug("crop_flip", 1), 0.99, status="failed"),
+        run("c2", aug("crop_flip", 2), 0.48),
+        run("c3", aug("crop_flip", 3), 0.70),  # no none run for seed 3
+        run("c4", aug("crop_flip", 4), 0.80),  # its twin failed
+        run("c5", aug("crop_flip", 5), 0.70),  # its twin has no test acc
+        run("c6", aug("crop_flip", 6), None),
+    ]
+    assert [(p.augmented.path.name, p.baseline.path.name, p.seed) for p in pair_runs(jobs, ["augment"])] == [
+        ("c0", "n0", "0"),
+        ("c2", "n2", "2"),
+    ]
+    (row,) = gain_rows(jobs, ["augment"])
+    assert (row["seeds"], row["pairs"]) == ("0 2", 2)
+    assert row["gain"] == pytest.approx(0.065)  # (0.05 + 0.08) / 2
+    assert row["gain_std"] == pytest.approx(math.sqrt(2 * 0.015**2))  # sample std: 0.0212, not 0.015
+    assert (row["test_acc"], row["baseline_test_acc"]) == (pytest.approx(0.515), pytest.approx(0.45))
+
+
+def test_the_twin_has_the_same_value_on_every_other_swept_axis_and_the_same_seed():
+    """A none run differing in width, lr or seed is not the twin; a missing axis ('-') and a record's seed match."""
+    axes = ["augment", "model.width", "optim.lr"]
+    jobs = [
+        run("none-8-0.1-s0", aug("none", 0, {"model.width": "8", "optim.lr": "0.1"}), 0.50),
+        run("none-8-0.01-s0", aug("none", 0, {"model.width": "8", "optim.lr": "0.01"}), 0.30),
+        run("none-16-0.1-s0", aug("none", 0, {"model.width": "16", "optim.lr": "0.1"}), 0.70),
+        run("none-8-0.1-s1", aug("none", 1, {"model.width": "8", "optim.lr": "0.1"}), 0.20),
+        run("none-16-s0", aug("none", 0, {"model.width": "16"}), 0.65),
+        run("crop-8-0.1-s0", aug("crop_flip", 0, {"model.width": "8", "optim.lr": "0.1"}), 0.56),
+        run("crop-16-s0", aug("crop_flip", 0, {"model.width": "16"}), 0.75),
+        run("crop-8-0.01", {"augment": "crop_flip", "model.width": "8", "optim.lr": "0.01"}, 0.33, seed=0),
+        run("no-augment", {"model.width": "8", "optim.lr": "0.1", "seed": "0"}, 0.99),  # not an augmented run
+    ]
+    pairs = {p.augmented.path.name: p.baseline.path.name for p in pair_runs(jobs, axes)}
+    assert pairs == {"crop-8-0.1-s0": "none-8-0.1-s0", "crop-16-s0": "none-16-s0", "crop-8-0.01": "none-8-0.01-s0"}
+    rows = {r["setting"]: r for r in gain_rows(jobs, axes)}
+    assert {s: (r["baseline"], r["gain"]) for s, r in rows.items()} == {
+        "augment=crop_flip model.width=8 optim.lr=0.1": (
+            "augment=none model.width=8 optim.lr=0.1",
+            pytest.approx(0.06),
+        ),
+        "augment=crop_flip model.width=16 optim.lr=-": ("augment=none model.width=16 optim.lr=-", pytest.approx(0.10)),
+        "augment=crop_flip model.width=8 optim.lr=0.01": (
+            "augment=none model.width=8 optim.lr=0.01",
+            pytest.approx(0.03),
+        ),
+    }
+    assert rows["augment=crop_flip model.width=8 optim.lr=0.01"]["seeds"] == "0"  # the record's seed
+
+
+def test_a_repeated_baseline_is_the_first_one_and_the_repeat_is_named_in_a_warning(caplog):
+    """Two none runs with the same setting and seed: the first (in job order) is the twin, and a warning says so."""
+    jobs = [run("first", aug("none", 0), 0.50), run("again", aug("none", 0), 0.10), run("c", aug("crop_flip", 0), 0.60)]
+    (row,) = gain_rows(jobs, ["augment"])
+    assert row["gain"] == pytest.approx(0.10) and row["baseline_test_acc"] == 0.50
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["again repeats the setting and seed of first; the first is the baseline"]
+
+
+def test_train_val_gap_columns_average_last_train_acc_minus_final_val_acc_over_the_pairs_that_have_both():
+    """Each side's gap: mean over the paired runs that have a train/acc curve and a final val acc, others skipped."""
+    jobs = [
+        run("c0", aug("crop_flip", 0), 0.6, train_acc=0.80, val_acc_final=0.60),  # 0.20
+        run("c1", aug("crop_flip", 1), 0.6, train_acc=0.90, val_acc_final=0.60),  # 0.30
+        run("c2", aug("crop_flip", 2), 0.6, val_acc_final=0.60),  # no curve
+        run("n0", aug("none", 0), 0.5, train_acc=0.99, val_acc_final=0.50),  # 0.49
+        run("n1", aug("none", 1), 0.5, train_acc=0.99),  # no final val acc
+        run("n2", aug("none", 2), 0.5, train_acc=0.95, val_acc_final=0.40),  # 0.55
+        run("n3", aug("none", 3), 0.5, train_acc=0.10, val_acc_final=0.90),  # not paired: not counted
+    ]
+    (row,) = gain_rows(jobs, ["augment"])
+    assert row["pairs"] == 3
+    assert row["train_val_gap"] == pytest.approx(0.25) and row["baseline_train_val_gap"] == pytest.approx(0.52)
+
+
+def test_rows_are_grouped_by_policy_and_the_other_axes_then_ordered_by_parameter_count():
+    """Order: augment, then non-capacity axes in numeric order (words last), then params (None first), not width."""
+    params = {"16": 2_000, "8": 3_000, "4": None}  # width 16 smaller than width 8 here: params, not width, order
+    combos = [
+        (policy, subset, width)
+        for policy in ("cutout", "crop_flip")
+        for subset in ("10000", "5000", "null")
+        for width in ("4", "8", "16")
+        if subset != "null" or width == "8"
+    ]
+    jobs = []
+    for policy, subset, width in reversed(combos):
+        other = {"data.train_subset": subset, "model.width": width}
+        for name in (policy, "none"):
+            jobs.append(
+                run(f"{name}-{subset}-{width}", {"augment": name, **other, "seed": "0"}, 0.5, params=params[width])
+            )
+    rows = gain_rows(jobs, SWEPT)
+    order = [(r["augment"], r["data.train_subset"], r["model.width"], r["params"]) for r in rows]
+    assert order == [
+        (policy, subset, width, params[width])
+        for policy in ("crop_flip", "cutout")
+        for subset, widths in (("5000", ("4", "16", "8")), ("10000", ("4", "16", "8")), ("null", ("8",)))
+        for width in widths
+    ]
+
+
+def test_capacity_axes_are_the_swept_model_dot_axes_not_the_model_choice():
+    """model.width and model.depth are capacity (plotted via params); the model group choice and others are lines."""
+    axes = ["augment", "model", "model.depth", "data.train_subset", "model.width"]
+    assert capacity_axes(axes) == ["model.depth", "model.width"]
