@@ -5,10 +5,11 @@ steps of batch 128 on CIFAR-shaped uint8 data held in memory (real CIFAR-10 when
 
   (a) template: the default `cnnlab-train` training loop: the default config composed with
       cnnlab.config.compose_config, cnnlab's real Trainer with its default callbacks (checkpointing, LR monitor,
-      throughput meter, reseeding, interrupt and NaN guards, lab images, progress bar), the default model,
+      throughput meter, reseeding, interrupt and NaN guards, lab images, progress bar), the depth-3 CNN
+      (model.depth=3: the default until 2026-12-01, kept as the fixed workload so the numbers stay comparable),
       crop+flip, SGD + one-cycle, and `auto` precision/memory layout.
   (b) plain: an eager fp32 NCHW loop the way a PyTorch tutorial writes it, defined in this file and importing
-      nothing from cnnlab: its own copy of the default CNN, its own crop+flip, its own SGD + one-cycle.
+      nothing from cnnlab: its own copy of that depth-3 CNN, its own crop+flip, its own SGD + one-cycle.
   (c) ceiling: the bare model step (forward, loss, backward, SGD step) of that CNN in the fastest mode,
       bf16 autocast + channels_last, on a fixed random batch: no data, no augmentation, no schedule.
 
@@ -38,7 +39,7 @@ BATCH = 128
 
 
 class PlainCNN(nn.Module):
-    """The default cnnlab CNN written out by hand: 3 × (conv3×3 → BN → ReLU → maxpool), 32/64/128 channels."""
+    """The depth-3 cnnlab CNN (the default until 2026-12-01) by hand: 3 × (conv3×3 → BN → ReLU → maxpool), 32/64/128."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -249,9 +250,9 @@ def main() -> None:
     arrays, source = load_data(args.data_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images, labels = arrays[0].to(device), arrays[1].to(device)
-    template_params = sum(p.numel() for p in ConvNet().parameters())
+    template_params = sum(p.numel() for p in ConvNet(depth=3).parameters())
     plain_params = sum(p.numel() for p in PlainCNN().parameters())
-    overrides = list(args.overrides)
+    overrides = ["model.depth=3", *args.overrides]
     settings: dict = {}
 
     def template() -> float:

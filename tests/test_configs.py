@@ -94,4 +94,4 @@ def test_every_config_file_composes_and_builds(group, option, tmp_path):
 @pytest.mark.parametrize("name", ["train", "eval"])
 def test_top_level_configs_compose(name, tmp_path):
     cfg = compose_config(["ckpt_path=x.ckpt"] if name == "eval" else [], tmp_path, name=name)
-    assert cfg.model.depth == 3 and cfg.augment.ops
+    assert cfg.model.depth == 4 and cfg.augment.ops

@@ -28,7 +28,7 @@ def test_conv_weights_do_not_depend_on_image_size():
 
 
 def test_mlp_has_18_times_the_parameters_of_the_default_cnn():
-    assert count_parameters(MLP()) == 1_707_274 and count_parameters(ConvNet()) == 94_762
+    assert count_parameters(MLP()) == 1_707_274 and count_parameters(ConvNet(depth=3)) == 94_762
 
 
 def images(n: int = 4) -> torch.Tensor:
@@ -184,7 +184,7 @@ def test_params_tool_prints_exact_counts(monkeypatch, capsys):
     from cnnlab.lab import params as params_tool
 
     out = run_tool(params_tool, [], monkeypatch, capsys)
-    assert "150,528,000" in out and "1,728" in out and "1,707,274" in out and "94,762" in out
+    assert "150,528,000" in out and "1,728" in out and "1,707,274" in out and "391,466" in out
 
 
 def table_rows(out: str) -> list[list[str]]:
@@ -195,9 +195,14 @@ def table_rows(out: str) -> list[list[str]]:
 def test_equivariance_tool_reports_layers_and_predictions(tmp_path, monkeypatch, capsys):
     from cnnlab.lab import equivariance as equivariance_tool
 
-    out = run_tool(equivariance_tool, ["data=tiny", "--shifts", "1", "8", "--out", str(tmp_path)], monkeypatch, capsys)
+    out = run_tool(
+        equivariance_tool,
+        ["data=tiny", "model.depth=3", "--shifts", "1", "8", "--out", str(tmp_path)],
+        monkeypatch,
+        capsys,
+    )
     rows = table_rows(out)
-    assert [r[1] for r in rows] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 3  # the default depth-3 CNN
+    assert [r[1] for r in rows] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 3  # depth 3: its last jump is 8
     assert [int(r[2]) for r in rows] == [1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8]  # jump after each layer: ×2 at each pool
     shift1, shift8 = [float(r[3]) for r in rows], [float(r[4]) for r in rows]
     # zero padding, zero fill: away from the border the stride-1 layers commute with 1 px, the first pool does not

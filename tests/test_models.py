@@ -33,8 +33,10 @@ def test_exact_parameter_count_of_a_known_config():
 
 
 def test_default_cnn_and_mlp_parameter_counts():
-    assert block_channels(3, 32, 2.0) == [32, 64, 128]
-    assert count_parameters(ConvNet()) == 94_762
+    assert block_channels(4, 32, 2.0) == [32, 64, 128, 256]
+    # conv + BN per block: (864 + 64) + (18,432 + 128) + (73,728 + 256) + (294,912 + 512), head 256·10 + 10
+    assert count_parameters(ConvNet()) == 928 + 18_560 + 73_984 + 295_424 + 2_570 == 391_466
+    assert count_parameters(ConvNet(depth=3)) == 94_762  # the first three blocks, head 128·10 + 10
     # 3072·512 + 512 + 512·256 + 256 + 256·10 + 10
     assert count_parameters(MLP()) == 1_707_274
 

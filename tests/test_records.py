@@ -131,9 +131,10 @@ def test_test_acc_and_loss_are_those_of_the_best_checkpoint_recomputed_by_hand(t
 
 def test_params_receptive_field_seed_and_overrides_are_recorded(trained):
     _, metrics, _ = trained
-    # width 8, depth 3 → 8/16/32 channels: (216 + 16) + (1152 + 32) + (4608 + 64) conv+BN, head 32·10 + 10
-    assert metrics["params"] == 232 + 1_184 + 4_672 + 330
-    assert metrics["receptive_field"] == 22  # 3×3 convs with 2×2 max pools: 3, 4, 8, 10, 18, 22
+    # width 8, depth 4 → 8/16/32/64 channels: (216 + 16) + (1152 + 32) + (4608 + 64) + (18432 + 128) conv+BN,
+    # head 64·10 + 10
+    assert metrics["params"] == 232 + 1_184 + 4_672 + 18_560 + 650
+    assert metrics["receptive_field"] == 46  # 3×3 convs with 2×2 max pools: 3, 4, 8, 10, 18, 22, 38, 46
     assert metrics["seed"] == 5 and "model.width=8" in metrics["overrides"]
     assert metrics["choices"]["data"] == "tiny" and metrics["world_size"] == 1
 

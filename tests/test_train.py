@@ -46,8 +46,9 @@ def test_two_epochs_on_tiny_beat_chance_by_a_wide_margin(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert metrics["test_acc"] > 0.5 and metrics["val_acc_best"] > 0.5  # chance is 0.1
-    # width 16 → 16/32/64 channels: (432 + 32) + (4608 + 64) + (18432 + 128) conv+BN, head 64·10 + 10
-    assert metrics["params"] == 464 + 4_672 + 18_560 + 650
+    # width 16, depth 4 → 16/32/64/128 channels: (432 + 32) + (4608 + 64) + (18432 + 128) + (73728 + 256) conv+BN,
+    # head 128·10 + 10
+    assert metrics["params"] == 464 + 4_672 + 18_560 + 73_984 + 1_290
     # 1,200 − 200 validation = 1,000 training images per epoch, 2 epochs, trained in less than the whole run's wall time
     assert metrics["train_images_per_s"] > 2 * 1_000 / metrics["wall_s"]
 

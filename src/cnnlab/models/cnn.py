@@ -32,7 +32,7 @@ class ConvNet(Backbone):
 
     def __init__(
         self,
-        depth: int = 3,
+        depth: int = 4,
         width: int = 32,
         growth: float = 2.0,
         convs_per_block: int = 1,
