@@ -182,18 +182,12 @@ def test_empirical_field_keeps_only_values_strictly_above_the_threshold():
     assert empirical_receptive_field(grad, threshold=0.49) == (1, 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _geometry passes padding='same' (a string) on and receptive_field raises TypeError; "
-    "a backbone with padding='same' convs breaks cnnlab-train's model table",
-)
 def test_same_padding_string_is_read_as_its_numeric_padding():
     """A conv built with padding='same' is described like the equivalent explicit padding."""
     same = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, padding="same")))
     assert same == receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, padding=2)))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: out_size always floors; a ceil_mode pool's output is one larger")
 def test_ceil_mode_pooling_out_size_matches_torch():
     """A 2×2 ceil_mode pool on 31 pixels gives ⌈29/2⌉ + 1 = 16, as torch does."""
     assert receptive_field(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), image_size=31)[0].out_size == 16
@@ -417,8 +411,6 @@ def test_image_size_sets_how_deep_a_downsampling_net_may_go():
     assert net.features(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _check_positive accepts booleans (True is an int), unlike the growth "
-                   "check, so model.width=true builds a one-channel net")  # fmt: skip
 def test_a_boolean_width_is_refused_like_a_boolean_growth():
     """model.width=True is not a positive integer."""
     with pytest.raises(ConfigError, match=r"model.width=True must be a positive integer"):
@@ -468,3 +460,21 @@ def test_backbone_forward_is_head_after_features():
     net = Backbone(nn.Sequential(nn.Flatten()), nn.Linear(12, 2), num_classes=2)
     x = torch.randn(3, 3, 2, 2)
     assert torch.equal(net(x), net.head(x.flatten(1)))
+
+
+@pytest.mark.parametrize(
+    "layer, image_size",
+    [
+        (nn.Conv2d(3, 3, 4, padding="same"), 9),  # even kernel: torch pads 1 left, 2 right
+        (nn.Conv2d(3, 3, 3, padding="same", dilation=2), 8),
+        (nn.Conv2d(3, 3, 3, padding="valid"), 8),
+        (nn.MaxPool2d(3, stride=2, ceil_mode=True), 8),  # ⌈5/2⌉ + 1 = 4: the last window starts at 6 < 8
+        (nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True), 7),  # ⌈7/2⌉ + 1 = 5, last start 8 ≥ 7 + 1: 4
+        (nn.AvgPool2d(3, stride=3, ceil_mode=True), 10),
+        (nn.MaxPool2d(2, stride=2, ceil_mode=False), 31),
+    ],
+)
+def test_out_size_is_the_size_torch_produces(layer, image_size):
+    """out_size of 'same'/'valid' convs and ceil_mode pools equals the shape of the layer's real output."""
+    real = layer(torch.zeros(1, 3, image_size, image_size)).shape[-1]
+    assert receptive_field(nn.Sequential(layer), image_size=image_size)[0].out_size == real

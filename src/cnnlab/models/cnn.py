@@ -134,7 +134,7 @@ EXAMPLES = {"depth": 3, "width": 32, "convs_per_block": 1, "kernel_size": 3, "di
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(
                 f"model.{name}={value!r} must be a positive integer. Fix: e.g. model.{name}={EXAMPLES[name]}."
             )

@@ -25,17 +25,23 @@ class LayerRF:
     out_size: int
 
 
-def _geometry(module: nn.Module) -> tuple[int, int, int, int] | None:
-    """(kernel, stride, padding, dilation) of a spatial layer, or None if it does not move pixels."""
+def _geometry(module: nn.Module) -> tuple[int, int, int, int, bool] | None:
+    """(kernel, stride, left padding, dilation, ceil_mode) of a spatial layer, or None if it does not move pixels."""
 
     def first(v):
         return v[0] if isinstance(v, tuple) else v
 
     if isinstance(module, nn.Conv2d):
-        return first(module.kernel_size), first(module.stride), first(module.padding), first(module.dilation)
+        k, d, padding = first(module.kernel_size), first(module.dilation), module.padding
+        if padding == "same":  # stride 1 only (torch's rule); an even total puts the odd pixel on the right
+            padding = d * (k - 1) // 2
+        elif padding == "valid":
+            padding = 0
+        return k, first(module.stride), first(padding), d, False
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         stride = module.stride if module.stride is not None else module.kernel_size
-        return first(module.kernel_size), first(stride), first(module.padding), first(getattr(module, "dilation", 1))
+        k, p, d = first(module.kernel_size), first(module.padding), first(getattr(module, "dilation", 1))
+        return k, first(stride), p, d, module.ceil_mode
     return None
 
 
@@ -51,12 +57,20 @@ def receptive_field(features: nn.Module, image_size: int = 32) -> list[LayerRF]:
         geometry = _geometry(module)
         if geometry is None:
             continue
-        k, s, p, d = geometry
+        k, s, p, d, ceil_mode = geometry
         k_eff = d * (k - 1) + 1
         start += ((k_eff - 1) / 2 - p) * jump
         size += (k_eff - 1) * jump
         jump *= s
-        spatial = (spatial + 2 * p - k_eff) // s + 1
+        if isinstance(module, nn.Conv2d) and module.padding == "same":
+            out_size = spatial  # 'same' keeps the size whatever the kernel
+        elif ceil_mode:  # torch: round up, but the last window must start inside the input or its left padding
+            out_size = -(-(spatial + 2 * p - k_eff) // s) + 1
+            if (out_size - 1) * s >= spatial + p:
+                out_size -= 1
+        else:
+            out_size = (spatial + 2 * p - k_eff) // s + 1
+        spatial = out_size
         layers.append(LayerRF(name, type(module).__name__, k, s, p, d, size, jump, start, spatial))
     return layers
 
