@@ -400,3 +400,18 @@ def test_aug_gain_without_a_capacity_axis_has_plain_parameters_and_one_style_per
     assert (crop["y"], none["y"]) == (pytest.approx([4]), pytest.approx([30]))  # 100 × 0.04; 100 × (0.9 − 0.6)
     assert (crop["linestyle"], none["linestyle"], none["color"]) == ("-", "-", to_rgba("black"))
     assert plots.plot_aug_gain(jobs, ["augment"], [], tmp_path / "none") is None and len(drawn) == 1
+
+
+def test_curve_plots_order_settings_by_their_values_numbers_numerically(drawn, tmp_path):
+    """model.width=8 comes before 16 and 32 (as strings it would come last), in both curve plots."""
+    curves = {"val/acc": [0.5, 0.6], "train/loss": [1.0, 0.8], "val/loss": [1.1, 0.9]}
+    jobs = [job(i, {"model.width": w}, curves) for i, w in enumerate(["16", "32", "8"])]
+    plots.plot_val_acc(jobs, ["model.width"], tmp_path)
+    plots.plot_losses(jobs, ["model.width"], tmp_path)
+    val_fig, loss_fig = drawn
+    assert [line.get_label() for line in val_fig.axes[0].get_lines()] == [
+        "model.width=8 (n=1)",
+        "model.width=16 (n=1)",
+        "model.width=32 (n=1)",
+    ]
+    assert [ax.get_title() for ax in visible_axes(loss_fig)] == ["model.width=8", "model.width=16", "model.width=32"]

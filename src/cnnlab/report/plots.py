@@ -20,12 +20,16 @@ def _save(fig, path: Path) -> str:
 
 
 def _by_setting(jobs: list[Job], axes: list[str], tag: str) -> dict[str, np.ndarray]:
-    """Setting → seeds × epochs array of one curve (truncated to the shortest seed)."""
+    """Setting → seeds × epochs array of one curve (truncated to the shortest seed), settings in the order of
+    their swept values (numbers numerically: width 8 before 16)."""
     groups: dict[str, list[list[float]]] = {}
+    order: dict[str, tuple] = {}
     for job in jobs:
         if job.curves.get(tag):
-            groups.setdefault(setting_of(job, axes), []).append(job.curves[tag])
-    return {s: np.array([c[: min(map(len, cs))] for c in cs]) for s, cs in sorted(groups.items())}
+            setting = setting_of(job, axes)
+            groups.setdefault(setting, []).append(job.curves[tag])
+            order[setting] = tuple(value_key(job.overrides.get(axis, "-")) for axis in axes)
+    return {s: np.array([c[: min(map(len, groups[s]))] for c in groups[s]]) for s in sorted(groups, key=order.get)}
 
 
 def plot_val_acc(jobs: list[Job], axes: list[str], out: Path) -> str | None:
