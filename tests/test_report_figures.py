@@ -415,3 +415,14 @@ def test_curve_plots_order_settings_by_their_values_numbers_numerically(drawn, t
         "model.width=32 (n=1)",
     ]
     assert [ax.get_title() for ax in visible_axes(loss_fig)] == ["model.width=8", "model.width=16", "model.width=32"]
+
+
+def test_val_acc_band_is_drawn_for_two_seeds(drawn, tmp_path):
+    """Two seeds are already several: the band spans them (mutmut: `len(runs) > 2` survived the 3-seed test)."""
+    jobs = [
+        job(0, {"model.depth": "2", "seed": "0"}, {"val/acc": [0.10, 0.30]}),
+        job(1, {"model.depth": "2", "seed": "1"}, {"val/acc": [0.20, 0.60]}),
+    ]
+    plots.plot_val_acc(jobs, ["model.depth"], tmp_path)
+    (only_band,) = drawn[0].axes[0].collections
+    assert band(only_band) == {1.0: (10, 20), 2.0: (30, 60)}
