@@ -335,6 +335,7 @@ def test_the_twin_has_the_same_value_on_every_other_swept_axis_and_the_same_seed
         ),
     }
     assert rows["augment=crop_flip model.width=8 optim.lr=0.01"]["seeds"] == "0"  # the record's seed
+    assert rows["augment=crop_flip model.width=16 optim.lr=-"]["optim.lr"] == "-"  # the row's own value column too
 
 
 def test_a_repeated_baseline_is_the_first_one_and_the_repeat_is_named_in_a_warning(caplog):

@@ -426,3 +426,26 @@ def test_val_acc_band_is_drawn_for_two_seeds(drawn, tmp_path):
     plots.plot_val_acc(jobs, ["model.depth"], tmp_path)
     (only_band,) = drawn[0].axes[0].collections
     assert band(only_band) == {1.0: (10, 20), 2.0: (30, 60)}
+
+
+def test_aug_gain_names_several_capacity_axes_and_dashes_a_third_value_dotted(drawn, tmp_path):
+    """Two model.* axes are listed ", "-separated in the x label; each value of the other axis takes the next dash
+    style, over gain and gap rows together; a gap job without a value on an axis is labelled with '-' there."""
+    axes = ["augment", "data.train_subset", "model.depth", "model.width"]
+    rows = [
+        {"augment": "crop_flip", "data.train_subset": size, "model.depth": "3", "model.width": "8", "params": 100}
+        | {"gain": 0.01, "gain_std": None}
+        for size in ("null", "1000", "5000")
+    ]
+    gap_job = job(0, {"augment": "none", "model.depth": "3", "model.width": "8"}, {"train/acc": [0.9]})
+    gap_job.metrics.update(val_acc_final=0.6, params=100)
+    plots.plot_aug_gain([gap_job], axes, rows, tmp_path)
+    left, right = drawn[0].axes
+    assert left.get_xlabel() == "parameters (model.depth, model.width swept)"
+    assert {label: s["linestyle"] for label, s in errorbars(left).items()} == {
+        # sorted values: "-" (the gap job's missing size) takes "-", then 1000, 5000, null
+        "augment=crop_flip data.train_subset=1000": "--",
+        "augment=crop_flip data.train_subset=5000": ":",
+        "augment=crop_flip data.train_subset=null": "-.",
+    }
+    assert list(errorbars(right)) == ["augment=none data.train_subset=-"]
