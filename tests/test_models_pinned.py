@@ -472,9 +472,18 @@ def test_backbone_forward_is_head_after_features():
         (nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True), 7),  # ⌈7/2⌉ + 1 = 5, last start 8 ≥ 7 + 1: 4
         (nn.AvgPool2d(3, stride=3, ceil_mode=True), 10),
         (nn.MaxPool2d(2, stride=2, ceil_mode=False), 31),
+        (nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True), 6),  # ⌈6/2⌉ + 1 = 4, last start 6 < 6 + 1: 4
+        (nn.Conv2d(3, 3, 3, stride=2, padding=1), 32),  # a conv always floors: 31 // 2 + 1 = 16 (ceil would give 17)
     ],
 )
 def test_out_size_is_the_size_torch_produces(layer, image_size):
     """out_size of 'same'/'valid' convs and ceil_mode pools equals the shape of the layer's real output."""
     real = layer(torch.zeros(1, 3, image_size, image_size)).shape[-1]
     assert receptive_field(nn.Sequential(layer), image_size=image_size)[0].out_size == real
+
+
+def test_an_even_same_padded_conv_pads_the_smaller_half_on_the_left():
+    """torch pads a 4-tap 'same' conv 1 left and 2 right, so the first unit is centred at (4 − 1)/2 − 1 = 0.5."""
+    (layer,) = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 4, padding="same")), image_size=9)
+    assert (layer.padding, layer.size, layer.start, layer.out_size) == (1, 4, 0.5, 9)
+    assert isinstance(layer.padding, int)
