@@ -487,3 +487,9 @@ def test_an_even_same_padded_conv_pads_the_smaller_half_on_the_left():
     (layer,) = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 4, padding="same")), image_size=9)
     assert (layer.padding, layer.size, layer.start, layer.out_size) == (1, 4, 0.5, 9)
     assert isinstance(layer.padding, int)
+
+
+def test_input_gradient_defaults_to_cifar_sized_images():
+    """Without image_size the gradient map is 32×32, CIFAR-10's size (mutmut: a default of 33 survived)."""
+    torch.manual_seed(0)
+    assert tuple(input_gradient(nn.Sequential(nn.Conv2d(3, 2, 3, padding=1))).shape[-2:]) == (32, 32)
