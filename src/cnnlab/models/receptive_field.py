@@ -25,23 +25,24 @@ class LayerRF:
     out_size: int
 
 
-def _geometry(module: nn.Module) -> tuple[int, int, int, int, bool] | None:
-    """(kernel, stride, left padding, dilation, ceil_mode) of a spatial layer, or None if it does not move pixels."""
+def _geometry(module: nn.Module) -> tuple[int, int, int, int, int, bool] | None:
+    """(kernel, stride, left padding, left + right padding, dilation, ceil_mode) of a spatial layer, or None if it
+    does not move pixels."""
 
     def first(v):
         return v[0] if isinstance(v, tuple) else v
 
     if isinstance(module, nn.Conv2d):
-        k, d, padding = first(module.kernel_size), first(module.dilation), module.padding
-        if padding == "same":  # stride 1 only (torch's rule); an even total puts the odd pixel on the right
-            padding = d * (k - 1) // 2
-        elif padding == "valid":
-            padding = 0
-        return k, first(module.stride), first(padding), d, False
+        k, d, p = first(module.kernel_size), first(module.dilation), module.padding
+        if p == "valid":
+            p = 0
+        if p == "same":  # stride 1 only (torch's rule); an odd total puts the extra pixel on the right
+            return k, 1, d * (k - 1) // 2, d * (k - 1), d, False
+        return k, first(module.stride), first(p), 2 * first(p), d, False
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         stride = module.stride if module.stride is not None else module.kernel_size
         k, p, d = first(module.kernel_size), first(module.padding), first(getattr(module, "dilation", 1))
-        return k, first(stride), p, d, module.ceil_mode
+        return k, first(stride), p, 2 * p, d, module.ceil_mode
     return None
 
 
@@ -57,20 +58,16 @@ def receptive_field(features: nn.Module, image_size: int = 32) -> list[LayerRF]:
         geometry = _geometry(module)
         if geometry is None:
             continue
-        k, s, p, d, ceil_mode = geometry
+        k, s, p, both_sides, d, ceil_mode = geometry
         k_eff = d * (k - 1) + 1
         start += ((k_eff - 1) / 2 - p) * jump
         size += (k_eff - 1) * jump
         jump *= s
-        if isinstance(module, nn.Conv2d) and module.padding == "same":
-            out_size = spatial  # 'same' keeps the size whatever the kernel
-        elif ceil_mode:  # torch: round up, but the last window must start inside the input or its left padding
-            out_size = -(-(spatial + 2 * p - k_eff) // s) + 1
-            if (out_size - 1) * s >= spatial + p:
-                out_size -= 1
+        if ceil_mode:  # torch: round up, but the last window must start inside the input or its left padding
+            out_size = -(-(spatial + both_sides - k_eff) // s) + 1
+            spatial = out_size - 1 if (out_size - 1) * s >= spatial + p else out_size
         else:
-            out_size = (spatial + 2 * p - k_eff) // s + 1
-        spatial = out_size
+            spatial = (spatial + both_sides - k_eff) // s + 1
         layers.append(LayerRF(name, type(module).__name__, k, s, p, d, size, jump, start, spatial))
     return layers
 
