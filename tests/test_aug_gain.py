@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from cnnlab.report.collect import Job, collect_jobs, swept_axes
+from cnnlab.report.compare import compare as write_report
 from cnnlab.report.gain import capacity_axes, gain_rows, has_baseline, pair_runs
+from cnnlab.report.tables import gain_markdown
 
 AUGMENTS, WIDTHS, SUBSETS, SEEDS = ("crop_flip", "none"), (8, 32), ("5000", "null"), (0, 1, 2)
 # Test accuracy per (augment, width, train_subset), seeds 0, 1, 2; None: the job failed.
@@ -59,7 +61,8 @@ def write_sweep(root: Path, keep=lambda aug, width, subset, seed: True) -> Path:
                 "val_acc_final": test - 0.01,
                 "val_acc_best": test,
                 "params": PARAMS[width],
-                "curves": {"train/acc": [0.3, TRAIN_ACC[aug]]},
+                "curves": {"train/acc": [0.3, TRAIN_ACC[aug]], "val/acc": [0.2, test - 0.01]}
+                | {"train/loss": [2.0, 1.0], "val/loss": [2.1, 1.2]},
             }
         )
         (job / "metrics.json").write_text(json.dumps(record))
@@ -67,10 +70,9 @@ def write_sweep(root: Path, keep=lambda aug, width, subset, seed: True) -> Path:
 
 
 def compare(sweep: Path, out: Path) -> Path:
-    """Run the console script, as a user would."""
-    exe = Path(sys.executable).with_name("cnnlab-compare")
-    proc = subprocess.run([str(exe), str(sweep), "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    """cnnlab-compare's report, written in this process (test_report.py checks that the console script writes
+    the same files), so mutation testing sees which tests reach the report code."""
+    write_report([sweep], out)
     return out
 
 
@@ -79,9 +81,10 @@ def sweep(tmp_path_factory) -> Path:
     return write_sweep(tmp_path_factory.mktemp("handmade") / "sweep")
 
 
-@pytest.fixture(scope="module")
-def report(sweep, tmp_path_factory) -> Path:
-    return compare(sweep, tmp_path_factory.mktemp("report"))
+@pytest.fixture
+def gain_report(sweep, tmp_path) -> Path:
+    """Function-scoped: a module-scoped report would credit the report code to its first test only."""
+    return compare(sweep, tmp_path / "report")
 
 
 def gain_csv(report: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -96,8 +99,8 @@ def gain_section(summary_md: str) -> list[dict[str, str]]:
     return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
 
 
-def test_gain_is_the_mean_over_seeds_of_augmented_minus_unaugmented_test_accuracy(report):
-    rows = gain_csv(report)
+def test_gain_is_the_mean_over_seeds_of_augmented_minus_unaugmented_test_accuracy(gain_report):
+    rows = gain_csv(gain_report)
     assert set(rows) == {("8", "5000"), ("32", "5000"), ("8", "null"), ("32", "null")}  # crop_flip settings only
     assert {r["augment"] for r in rows.values()} == {"crop_flip"}
     assert float(rows["8", "5000"]["gain"]) == pytest.approx(0.03)  # (0.01 + 0.03 + 0.05) / 3
@@ -112,13 +115,13 @@ def test_gain_is_the_mean_over_seeds_of_augmented_minus_unaugmented_test_accurac
     assert float(rows["32", "5000"]["baseline_train_val_gap"]) == pytest.approx(0.46)
 
 
-def test_spread_is_the_sample_std_over_seeds_of_the_per_seed_gains(report):
-    rows = gain_csv(report)
+def test_spread_is_the_sample_std_over_seeds_of_the_per_seed_gains(gain_report):
+    rows = gain_csv(gain_report)
     assert float(rows["8", "5000"]["gain_std"]) == pytest.approx(0.02)  # √((2² + 0² + 2²) / 2) points
     assert float(rows["32", "5000"]["gain_std"]) == pytest.approx(0.02)  # not the population std, √(8/3) = 1.63
     assert float(rows["32", "null"]["gain_std"]) == pytest.approx(math.sqrt(2 * 0.005**2))  # 0.0071, n − 1 = 1
     assert (rows["32", "null"]["pairs"], rows["32", "null"]["seeds"]) == ("2", "0 2")
-    section = {r["setting"]: r for r in gain_section((report / "summary.md").read_text())}
+    section = {r["setting"]: r for r in gain_section((gain_report / "summary.md").read_text())}
     setting = "augment=crop_flip data.train_subset=5000 model.width=8"
     assert section[setting]["gain"] == "+3.00 ± 2.00"
     assert section[setting]["compared with"] == "augment=none data.train_subset=5000 model.width=8"
@@ -138,9 +141,22 @@ def test_each_augmented_run_is_compared_with_the_none_run_of_its_seed_and_other_
     assert number["crop_flip", 32, "null", 1] not in pairs
 
 
-def test_gain_plot_and_table_are_written_only_when_augment_has_a_none_level(report, tmp_path):
-    assert (report / "aug_gain.png").stat().st_size > 5000
-    assert "![aug_gain.png](aug_gain.png)" in (report / "summary.md").read_text()
+def test_the_report_lists_what_it_wrote_tables_first_and_puts_the_gain_section_after_the_summary(sweep, tmp_path):
+    """compare()'s return value is what cnnlab-compare prints as written: every table, then every plot."""
+    out = tmp_path / "report"
+    names = ["summary.csv", "summary.md", "aug_gain.csv", "val_acc_vs_epoch.png", "loss_curves.png"]
+    names += ["acc_by_axis.png", "aug_gain.png"]
+    assert write_report([sweep], out) == [out / name for name in names]
+    assert all((out / name).stat().st_size > 0 for name in names)
+    text = (out / "summary.md").read_text()
+    assert text.startswith("# Sweep summary (24 jobs)\n")  # 2 policies × 2 widths × 2 subsets × 3 seeds
+    # after the summary table and the failed job's line, one blank line between
+    assert text.index("## Jobs that did not complete (1)") < text.index("\n\n## Augmentation gain\n\n")
+
+
+def test_gain_plot_and_table_are_written_only_when_augment_has_a_none_level(gain_report, tmp_path):
+    assert (gain_report / "aug_gain.png").stat().st_size > 5000
+    assert "![aug_gain.png](aug_gain.png)" in (gain_report / "summary.md").read_text()
     no_baseline = write_sweep(tmp_path / "no_none", keep=lambda aug, width, subset, seed: aug != "none")
     one_policy = write_sweep(tmp_path / "one_policy", keep=lambda aug, width, subset, seed: aug == "none")
     for sweep in (no_baseline, one_policy):  # augment=crop_flip only; augment=none only (not swept)
@@ -394,3 +410,40 @@ def test_capacity_axes_are_the_swept_model_dot_axes_not_the_model_choice():
     """model.width and model.depth are capacity (plotted via params); the model group choice and others are lines."""
     axes = ["augment", "model", "model.depth", "data.train_subset", "model.width"]
     assert capacity_axes(axes) == ["model.depth", "model.width"]
+
+
+def test_gain_markdown_writes_points_with_signs_spreads_and_dashes_for_missing_numbers():
+    """The section's exact lines: gain signed with its spread, accuracies and gaps in points, '–' for a missing
+    number, an empty cell for missing params."""
+    rows = [
+        {"setting": "augment=crop_flip model.width=8", "baseline": "augment=none model.width=8", "params": 6000}
+        | {"seeds": "0 1", "test_acc": 0.4512, "baseline_test_acc": 0.42, "gain": 0.0312, "gain_std": 0.02}
+        | {"train_val_gap": 0.26, "baseline_train_val_gap": -0.015},
+        {"setting": "augment=cutout model.width=8", "baseline": "augment=none model.width=8", "params": None}
+        | {"seeds": "0", "test_acc": 0.40, "baseline_test_acc": 0.42, "gain": -0.02, "gain_std": None}
+        | {"train_val_gap": None, "baseline_train_val_gap": None},
+    ]
+    lines = gain_markdown(rows)
+    assert lines[0] == "## Augmentation gain" and lines[1] == "" and lines[3] == ""
+    assert lines[2] == (
+        "Test accuracy of each augmented setting minus that of its augment=none twin (same values on every other "
+        "axis), paired seed by seed: gain = mean ± sample std over seeds of the per-seed differences, in points. "
+        "Train–val gaps use train accuracy on the (augmented) training batches."
+    )
+    assert lines[4:] == [
+        "| setting | compared with | params | seeds | test_acc | test_acc (none) | gain | train_val_gap | "
+        "train_val_gap (none) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| augment=crop_flip model.width=8 | augment=none model.width=8 | 6000 | 0 1 | 45.12 | 42.00 | +3.12 ± 2.00 "
+        "| 26.00 | -1.50 |",
+        "| augment=cutout model.width=8 | augment=none model.width=8 |  | 0 | 40.00 | 42.00 | -2.00 | – | – |",
+    ]
+
+
+def test_jobs_without_a_seed_pair_as_one_unnamed_seed_and_a_records_seed_counts():
+    """seed_of: the override, else the record's seed, else '' (an unseeded pair still pairs, with an empty seed)."""
+    unseeded = [run("n", {"augment": "none"}, 0.40), run("c", {"augment": "crop_flip"}, 0.45)]
+    (row,) = gain_rows(unseeded, ["augment"])
+    assert (row["seeds"], row["pairs"]) == ("", 1)
+    from_record = [run("n", {"augment": "none"}, 0.40, seed=7), run("c", {"augment": "crop_flip"}, 0.45, seed=7)]
+    assert gain_rows(from_record, ["augment"])[0]["seeds"] == "7"

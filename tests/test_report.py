@@ -312,6 +312,19 @@ def test_compare_help_names_the_command_and_says_what_each_argument_is(monkeypat
     assert "--out OUT where to write the report (default: the first directory)" in out
 
 
+def test_compare_refuses_an_out_that_is_a_file_and_leaves_it_as_it_was(sweep, tmp_path, monkeypatch, capsys):
+    """The same line as test_sweep's (which needs a training), on the hand-made sweep, so mutation testing runs it."""
+    in_the_way = tmp_path / "report"
+    in_the_way.write_text("a file, not a folder")
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(sweep), "--out", str(in_the_way)])
+    with pytest.raises(SystemExit) as exit_info:
+        cnnlab_compare()
+    assert exit_info.value.code == 2
+    fix = "Fix: pass --out <a writable folder that is not a run directory>."
+    assert capsys.readouterr().err == f"error: --out {in_the_way} is a file, not a directory. {fix}\n"
+    assert in_the_way.read_text() == "a file, not a folder"
+
+
 def test_compare_refuses_folders_without_jobs_and_makes_a_nested_out(sweep, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

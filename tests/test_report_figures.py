@@ -449,3 +449,16 @@ def test_aug_gain_names_several_capacity_axes_and_dashes_a_third_value_dotted(dr
         "augment=crop_flip data.train_subset=null": "-.",
     }
     assert list(errorbars(right)) == ["augment=none data.train_subset=-"]
+
+
+def test_curve_plots_put_a_job_without_a_swept_value_after_the_valued_ones_as_dash(drawn, tmp_path):
+    """A job that lacks a swept axis (e.g. from an older sweep) is the setting 'model.width=-', sorted after the
+    numbers like any word; it does not stop the plot."""
+    curves = {"val/acc": [0.5, 0.6]}
+    jobs = [job(0, {}, curves), job(1, {"model.width": "16"}, curves), job(2, {"model.width": "8"}, curves)]
+    plots.plot_val_acc(jobs, ["model.width"], tmp_path)
+    assert [line.get_label() for line in drawn[0].axes[0].get_lines()] == [
+        "model.width=8 (n=1)",
+        "model.width=16 (n=1)",
+        "model.width=- (n=1)",
+    ]

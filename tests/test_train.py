@@ -588,3 +588,33 @@ def test_a_short_run_on_real_cifar10_learns_and_its_record_matches_an_independen
     accuracy = (predicted == labels).float().mean().item()
     assert accuracy > 0.35  # chance is 0.10; measured 0.4112, equal to the record's to the last digit
     assert record["test_acc"] == pytest.approx(accuracy, abs=2e-3)  # bf16 batches of another size may flip a few
+
+
+def test_hparams_are_the_group_choices_and_the_model_optim_and_schedule_keys_flattened():
+    """flat_hparams (TensorBoard's HParams tab and every logger) for one command line, every value typed in from
+    conf/ and the overrides: no `_target_`/`_partial_`, no hydra/* choices, lists as text, null as 'None'."""
+    from cnnlab.runs import flat_hparams
+
+    overrides = ["data=tiny", "optim=adamw", "schedule=cosine", "model.width=8", "seed=3", "trainer.max_epochs=2"]
+    cfg = compose_config([*overrides, "label_smoothing=0.1"])  # also makes it Hydra's current config
+    choices = dict(data="tiny", augment="crop_flip", model="cnn", optim="adamw", schedule="cosine")
+    choices |= dict(trainer="default", logger="tensorboard", callbacks="default")
+    choices |= dict(experiment="None", hparams_search="None", debug="None")
+    model = dict(depth=4, width=8, growth=2.0, convs_per_block=1, kernel_size=3, dilation=1, pool="max")
+    model |= dict(activation="relu", batchnorm=True, dropout=0.0, padding_mode="zeros")
+    optim = {"lr": 2e-3, "betas": "[0.9, 0.999]", "weight_decay": 0.05}
+    expected = {f"choice/{k}": v for k, v in choices.items()}
+    expected |= {f"model/{k}": v for k, v in model.items()} | {f"optim/{k}": v for k, v in optim.items()}
+    expected |= {"seed": 3, "label_smoothing": 0.1, "data/batch_size": 64, "data/train_subset": "None"}
+    expected |= {"trainer/max_epochs": 2}
+    assert flat_hparams(cfg) == expected
+
+
+def test_the_console_is_120_columns_in_a_pipe_and_the_terminals_width_in_a_terminal(monkeypatch):
+    from cnnlab.runs import console
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert console().width == 120  # logs and pipes: wide enough for the model table
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "97")  # rich reads a terminal's width from COLUMNS first
+    assert console().width == 97
