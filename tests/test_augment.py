@@ -346,6 +346,9 @@ def test_alternating_flip_after_a_pixel_changing_op_is_refused():
         "ops before it (crop, cutout) change every epoch. "
         "Fix: list cnnlab.augment.ops.AlternatingFlip first in augment.ops."
     )
+    with pytest.raises(ConfigError, match=r"^augmentation op 1 \(AlternatingFlip\) .* before it \(crop\) "):
+        Augmentation([RandomCrop(padding=2), AlternatingFlip()])  # second is already too late (mutmut: `i > 1`)
+    assert [op.name for op in Augmentation([AlternatingFlip(), RandomCrop(padding=2)]).ops][1] == "crop"  # first: ok
 
 
 def test_the_datamodule_hook_alternates_flips_with_the_trainers_epoch():
