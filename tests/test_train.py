@@ -592,20 +592,23 @@ def test_a_short_run_on_real_cifar10_learns_and_its_record_matches_an_independen
 
 def test_hparams_are_the_group_choices_and_the_model_optim_and_schedule_keys_flattened():
     """flat_hparams (TensorBoard's HParams tab and every logger) for one command line, every value typed in from
-    conf/ and the overrides: no `_target_`/`_partial_`, no hydra/* choices, lists as text, null as 'None'."""
+    conf/ and the overrides: no `_target_`/`_partial_`, no hydra/* choices, lists as text, null as 'None',
+    interpolations resolved."""
     from cnnlab.runs import flat_hparams
 
     overrides = ["data=tiny", "optim=adamw", "schedule=cosine", "model.width=8", "seed=3", "trainer.max_epochs=2"]
-    cfg = compose_config([*overrides, "label_smoothing=0.1"])  # also makes it Hydra's current config
+    # an interpolation in a group is logged resolved; train_subset as text
+    overrides += ["label_smoothing=0.1", "model.dropout=${label_smoothing}", "data.train_subset=100"]
+    cfg = compose_config(overrides)  # also makes it Hydra's current config
     choices = dict(data="tiny", augment="crop_flip", model="cnn", optim="adamw", schedule="cosine")
     choices |= dict(trainer="default", logger="tensorboard", callbacks="default")
     choices |= dict(experiment="None", hparams_search="None", debug="None")
     model = dict(depth=4, width=8, growth=2.0, convs_per_block=1, kernel_size=3, dilation=1, pool="max")
-    model |= dict(activation="relu", batchnorm=True, dropout=0.0, padding_mode="zeros")
+    model |= dict(activation="relu", batchnorm=True, dropout=0.1, padding_mode="zeros")
     optim = {"lr": 2e-3, "betas": "[0.9, 0.999]", "weight_decay": 0.05}
     expected = {f"choice/{k}": v for k, v in choices.items()}
     expected |= {f"model/{k}": v for k, v in model.items()} | {f"optim/{k}": v for k, v in optim.items()}
-    expected |= {"seed": 3, "label_smoothing": 0.1, "data/batch_size": 64, "data/train_subset": "None"}
+    expected |= {"seed": 3, "label_smoothing": 0.1, "data/batch_size": 64, "data/train_subset": "100"}
     expected |= {"trainer/max_epochs": 2}
     assert flat_hparams(cfg) == expected
 
