@@ -35,7 +35,8 @@ def output_dir(tool: str, out: Path | None) -> Path:
 
 
 def build_net(cfg: DictConfig) -> Backbone:
-    """The model group's backbone, freshly initialised."""
+    """The model group's backbone, freshly initialised from `cfg.seed`, so a lab tool's table repeats run to run."""
+    torch.manual_seed(cfg.seed)
     return instantiate(cfg.model)
 
 
