@@ -52,12 +52,10 @@ slurm-local:  ## install and start a single-node SLURM cluster on this host (roo
 # src/ is never touched. mutants/ keeps the copy and the test map; each run re-checks its mutants from scratch.
 # OMP_NUM_THREADS=1: a forked child's first multi-threaded tensor op hung on the OpenMP pool it inherited, so 89 of
 # the first 213 mutants of augment/data "timed out" that fail in 0.5 s when run alone (docs/testing.md).
-mutation:  ## mutation testing of [tool.mutmut]'s modules, e.g. make mutation ARGS='cnnlab.report.tables*' (hours in all; not for CI)
+GROUP ?= models
+mutation:  ## mutmut on GROUP=models|report|data|runs against its own tests (1-22 min each), or GROUP=all (hours); ARGS= mutant globs
 	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install -q -e '.[mutation]'
-	mkdir -p mutants/src  # must exist when Python starts, or its import cache skips the PYTHONPATH entry for good
-	rm -f mutants/mutmut-stats.json  # its map of which tests reach which function; kept, it never sees new tests
-	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/mutants/src $(BIN)/mutmut run --max-children 1 $(ARGS)
-	$(BIN)/mutmut results
+	$(BIN)/python scripts/mutation.py $(GROUP) $(ARGS)
 
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
