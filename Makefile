@@ -49,7 +49,8 @@ slurm-local:  ## install and start a single-node SLURM cluster on this host (roo
 # mutmut (pinned in pyproject's `mutation` extra) forks the warmed test process per mutant and runs only the tests
 # that reached the mutated function. PYTHONPATH makes the console scripts that tests start in a subprocess
 # import the mutated copy too. One worker: the trainings in the tests already use every core.
-# src/ is never touched. mutants/ keeps the copy and the test map; each run re-checks its mutants from scratch.
+# src/ is never touched. mutants/<group>/ (scripts/mutation.py) keeps the copy and the test map; each run
+# re-checks its mutants from scratch.
 # OMP_NUM_THREADS=1: a forked child's first multi-threaded tensor op hung on the OpenMP pool it inherited, so 89 of
 # the first 213 mutants of augment/data "timed out" that fail in 0.5 s when run alone (docs/testing.md).
 GROUP ?= models
