@@ -3,7 +3,7 @@ sampler (gathered on the training device when it can be), augmentation on the ba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import lightning as L
 import torch
@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from cnnlab.augment import Augmentation
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataError
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -78,16 +78,25 @@ class DeviceLoader:
 class ImageDataModule(L.LightningDataModule):
     """Subclasses implement `load_arrays`; everything else (split, loaders, augmentation) lives here.
 
-    Batches leave the loader as uint8 N×3×H×W; `on_after_batch_transfer` converts, augments (train
+    The datamodule declares the shape of its data, and everything downstream reads it from there (the model
+    through conf/: `num_classes: ${data.num_classes}`): `num_classes`, `in_channels`, `image_size` (h, w),
+    `class_names`, `mean` and `std` per channel. A dataset sets them as class attributes; those named in
+    `fixed` are its own (CIFAR-10's 32×32) and other values are refused, the rest follow the config.
+    The loaded arrays are checked against the declaration.
+
+    Batches leave the loader as uint8 N×C×H×W; `on_after_batch_transfer` converts, augments (train
     only) and normalises them on the device the batch was moved to, so augmentation runs on the GPU
     when training does.
     """
 
     name = "images"
+    num_classes: int = 10
+    in_channels: int = 3
+    image_size: tuple[int, int] = (32, 32)
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
-    num_classes = 10
     class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    fixed: tuple[str, ...] = ("num_classes", "in_channels", "image_size")  # the dataset's own: others are refused
 
     def __init__(
         self,
@@ -101,6 +110,9 @@ class ImageDataModule(L.LightningDataModule):
         label_unsafe: dict[str, str] | None = None,
         on_device: bool | str = "auto",
         drop_last: bool = False,
+        num_classes: int | None = None,
+        in_channels: int | None = None,
+        image_size: Sequence[int] | int | None = None,
     ) -> None:
         super().__init__()
         self.augment = augment or Augmentation()
@@ -109,9 +121,61 @@ class ImageDataModule(L.LightningDataModule):
         self.split_seed, self.seed = split_seed, seed
         self.label_unsafe = dict(label_unsafe or {})
         self.on_device, self.drop_last = on_device, drop_last
+        self._declare_shape(num_classes, in_channels, image_size)
         self._check_label_safety()
         self.train_set: TensorDataset | None = None
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _declare_shape(self, num_classes: int | None, in_channels: int | None, image_size) -> None:
+        """Take the config's shape; a fixed-shape dataset refuses values that are not its own."""
+        given = {"num_classes": num_classes, "in_channels": in_channels, "image_size": _pair(image_size)}
+        for key, value in given.items():
+            if value is None:
+                continue
+            if key == "image_size":
+                ok = len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            if not ok:
+                what = "[height, width], two positive integers" if key == "image_size" else "a positive integer"
+                raise ConfigError(f"data.{key}={value!r} must be {what}. Fix: e.g. data.{key}={_show(getattr(self, key))}.")
+            own = getattr(self, key)
+            if key in self.fixed and value != own:
+                raise ConfigError(
+                    f"data.{key}={_show(value)} does not match {self.name}, whose {key.replace('_', ' ')} is "
+                    f"{_show(own)}: a dataset's shape is its own, and the model reads it from the data. "
+                    f"Fix: data.{key}={_show(own)} (or remove the override)."
+                )
+            setattr(self, key, value)
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise ConfigError(
+                f"{self.name} declares {self.in_channels} channels but its mean/std have {len(self.mean)}/"
+                f"{len(self.std)} values. Fix: one mean and one std per channel."
+            )
+        if len(self.class_names) != self.num_classes:
+            self.class_names = tuple(str(i) for i in range(self.num_classes))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """C×H×W of one image as the model sees it."""
+        return (self.in_channels, *self.image_size)
+
+    def check_arrays(self, images: torch.Tensor, labels: torch.Tensor, split: str) -> None:
+        """Raise a DataError unless the loaded images and labels have the declared shape and class range."""
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.input_shape:
+            raise DataError(
+                f"{self.name} {split} images are {images.dtype} {'×'.join(map(str, images.shape[1:]))}, but the "
+                f"dataset declares uint8 {'×'.join(map(str, self.input_shape))} (data.in_channels, data.image_size). "
+                f"Fix: make load_arrays return what the dataset declares, or declare what it returns."
+            )
+        if len(labels) != len(images):
+            raise DataError(f"{self.name} {split} split has {len(images)} images but {len(labels)} labels.")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise DataError(
+                f"{self.name} {split} labels run over {int(labels.min())}..{int(labels.max())}, outside "
+                f"0..{self.num_classes - 1} for data.num_classes={self.num_classes}. "
+                f"Fix: data.num_classes={int(labels.max()) + 1}, or check the dataset's labels."
+            )
 
     def _check_label_safety(self) -> None:
         for op in self.augment.names:
@@ -123,7 +187,7 @@ class ImageDataModule(L.LightningDataModule):
                 )
 
     def load_arrays(self) -> Arrays:
-        """Return (train_x uint8 N×3×H×W, train_y int64, test_x, test_y)."""
+        """Return (train_x uint8 N×C×H×W, train_y int64, test_x, test_y), as the dataset declares them."""
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
@@ -131,6 +195,8 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         train_x, train_y, test_x, test_y = self.load_arrays()
+        self.check_arrays(train_x, train_y, "train")
+        self.check_arrays(test_x, test_y, "test")
         n_val = self._val_count(len(train_x))
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[:n_val], order[n_val:]
@@ -216,3 +282,16 @@ class ImageDataModule(L.LightningDataModule):
         if training:
             self.augment.set_epoch(self.trainer.current_epoch)
         return self.prepare_batch(images, train=training), labels
+
+
+def _pair(size: Sequence[int] | int | None) -> tuple[int, ...] | None:
+    """An image size as (h, w): an int is a square; None stays None."""
+    if size is None or isinstance(size, bool):
+        return size
+    if isinstance(size, int):
+        return (size, size)
+    return tuple(size)
+
+
+def _show(value) -> str:
+    return f"[{','.join(map(str, value))}]" if isinstance(value, tuple) else str(value)

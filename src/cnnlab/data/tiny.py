@@ -7,6 +7,7 @@ import math
 import torch
 
 from cnnlab.data.datamodule import Arrays, ImageDataModule
+from cnnlab.errors import ConfigError
 
 # Five colours × two stripe orientations = ten classes. Class k is colour k // 2 with horizontal
 # stripes when k is even and vertical stripes when k is odd, so a left-right flip keeps every label
@@ -35,7 +36,7 @@ def _draw(labels: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor
     cycles = 2 + 3 * torch.rand(count, 1, 1, 1, generator=gen)
     phase = 2 * math.pi * torch.rand(count, 1, 1, 1, generator=gen)
     stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * cycles * torch.where(horizontal, ys, xs) / size + phase)
-    box = torch.randint(14, 27, (count, 1, 1, 1), generator=gen)
+    box = torch.randint(14 * size // 32, 26 * size // 32 + 1, (count, 1, 1, 1), generator=gen)  # 14..26 at 32 px
     top = (torch.rand(count, 1, 1, 1, generator=gen) * (size - box + 1)).floor()
     left = (torch.rand(count, 1, 1, 1, generator=gen) * (size - box + 1)).floor()
     inside = (ys >= top) & (ys < top + box) & (xs >= left) & (xs < left + box)
@@ -49,6 +50,7 @@ class TinyDataModule(ImageDataModule):
     """Synthetic stand-in for CIFAR-10 used by tests and demos; same module code path."""
 
     name = "tiny"
+    fixed = ("num_classes", "in_channels")  # any image size: the pictures are drawn at data.image_size
     mean = (0.46, 0.42, 0.43)  # measured on 1,000 generated images
     std = (0.20, 0.19, 0.20)
     class_names = tuple(
@@ -60,8 +62,15 @@ class TinyDataModule(ImageDataModule):
     def __init__(self, train_count: int = 1200, test_count: int = 300, data_seed: int = 1234, **kwargs) -> None:
         super().__init__(**kwargs)
         self.train_count, self.test_count, self.data_seed = train_count, test_count, data_seed
+        height, width = self.image_size
+        if height != width or height < 8:
+            raise ConfigError(
+                f"data.image_size=[{height},{width}]: the tiny pictures are square and at least 8 px. "
+                f"Fix: e.g. data.image_size=[{max(8, height)},{max(8, height)}]."
+            )
 
     def load_arrays(self) -> Arrays:
-        train_x, train_y = make_tiny_images(self.train_count, self.data_seed)
-        test_x, test_y = make_tiny_images(self.test_count, self.data_seed + 1)
+        height = self.image_size[0]
+        train_x, train_y = make_tiny_images(self.train_count, self.data_seed, size=height)
+        test_x, test_y = make_tiny_images(self.test_count, self.data_seed + 1, size=height)
         return train_x, train_y, test_x, test_y

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -17,20 +19,29 @@ def make_activation(name: str) -> nn.Module:
 
 
 class Backbone(nn.Module):
-    """What training, the lab tools and the model table rely on, and all they rely on.
+    """What the lab tools and the model table rely on, and all they rely on.
 
-    `features`: a Sequential of blocks, B×3×H×W images → B×C×h×w maps (the receptive field is measured
-    on it; an MLP's features start with Flatten and see the whole image); `head`: features → B×classes
-    logits; `num_classes`. forward = head(features(x)).
+    `features`: any module, B×C×H×W images → B×C'×h×w maps (it may branch: the receptive field is traced
+    through its real graph; an MLP's features start with Flatten and see the whole image); `head`: features →
+    B×classes logits. forward = head(features(x)). Training needs only forward; the image shape and class
+    count come from the data (conf/model/*.yaml: `num_classes: ${data.num_classes}`).
     """
 
-    def __init__(self, features: nn.Sequential, head: nn.Module, num_classes: int) -> None:
+    def __init__(self, features: nn.Module, head: nn.Module, num_classes: int) -> None:
         super().__init__()
         self.features, self.head, self.num_classes = features, head, num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B×3×H×W normalised images → B×num_classes logits."""
+        """B×C×H×W normalised images → B×num_classes logits."""
         return self.head(self.features(x))
+
+
+def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """An image size from a config, as (height, width): an int is a square."""
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -7,7 +7,7 @@ import math
 from torch import nn
 
 from cnnlab.errors import ConfigError, check_choice
-from cnnlab.models import Backbone, make_activation
+from cnnlab.models import Backbone, image_hw, make_activation
 
 POOLS = ("max", "avg", "stride", "none")
 PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
@@ -45,9 +45,10 @@ class ConvNet(Backbone):
         padding_mode: str = "zeros",
         num_classes: int = 10,
         in_channels: int = 3,
-        image_size: int = 32,
+        image_size: int | tuple[int, int] = 32,
     ) -> None:
         check_choice("model.pool", pool, POOLS)
+        height, width_px = image_hw(image_size)
         make_activation(activation)  # validates the name before any layer is built
         _check_positive(
             depth=depth, width=width, convs_per_block=convs_per_block, kernel_size=kernel_size, dilation=dilation
@@ -65,11 +66,11 @@ class ConvNet(Backbone):
             )
         if not 0 <= dropout < 1:
             raise ConfigError(f"model.dropout={dropout} is outside [0, 1). Fix: e.g. model.dropout=0.1.")
-        if pool != "none" and depth > max_depth(image_size):
+        if pool != "none" and depth > max_depth(min(height, width_px)):
+            deepest = max_depth(min(height, width_px))
             raise ConfigError(
-                f"model.depth={depth} with model.pool={pool} halves the {image_size}×{image_size} input {depth} times, "
-                f"below 1×1. The largest valid depth is {max_depth(image_size)}. "
-                f"Fix: model.depth<={max_depth(image_size)}, or model.pool=none."
+                f"model.depth={depth} with model.pool={pool} halves the {height}×{width_px} input {depth} times, "
+                f"below 1×1. The largest valid depth is {deepest}. Fix: model.depth<={deepest}, or model.pool=none."
             )
         blocks, channels = [], in_channels
         for out_channels in block_channels(depth, width, growth):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import Backbone, make_activation
+from cnnlab.models import Backbone, image_hw, make_activation
 
 
 class MLP(Backbone):
@@ -20,7 +20,7 @@ class MLP(Backbone):
         dropout: float = 0.0,
         num_classes: int = 10,
         in_channels: int = 3,
-        image_size: int = 32,
+        image_size: int | tuple[int, int] = 32,
     ) -> None:
         make_activation(activation)
         if not 0 <= dropout < 1:
@@ -30,7 +30,8 @@ class MLP(Backbone):
                 f"model.hidden={list(hidden)} must hold positive layer widths. Fix: e.g. model.hidden=[512,256]."
             )
         layers: list[nn.Module] = [nn.Flatten()]
-        features = in_channels * image_size * image_size
+        height, width = image_hw(image_size)
+        features = in_channels * height * width
         for width in hidden:
             layers += [nn.Linear(features, int(width)), make_activation(activation), nn.Dropout(dropout)]
             features = int(width)

@@ -163,11 +163,11 @@ def whiten_(conv: torch.nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> N
     """Set `conv`'s filters to the eigenvectors of the k×k patch covariance of `images`, scaled by
     1/sqrt(eigenvalue), each followed by its negative: the layer then outputs decorrelated, unit-variance
     patch features (and GELU keeps both signs)."""
-    k = conv.kernel_size[0]
-    patches = images.float().unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, 3 * k * k)
+    k, c = conv.kernel_size[0], conv.in_channels
+    patches = images.float().unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, c * k * k)
     covariance = patches.T @ patches / len(patches)
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, 3, k, k).flip(0)
+    filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, c, k, k).flip(0)
     conv.weight.copy_(torch.cat((filters, -filters)).to(conv.weight))
 
 
@@ -182,15 +182,12 @@ class WhitenFromData(L.Callback):
         self.images, self.bias_epochs = images, bias_epochs
 
     def _conv(self, pl_module) -> torch.nn.Conv2d:
-        conv = pl_module.net.features[0]
-        if (
-            not isinstance(conv, torch.nn.Conv2d)
-            or conv.in_channels != 3
-            or 2 * 3 * conv.kernel_size[0] ** 2 != conv.out_channels
-        ):
+        features = getattr(pl_module.net, "features", None)
+        conv = features[0] if isinstance(features, torch.nn.Sequential) else None
+        if not isinstance(conv, torch.nn.Conv2d) or 2 * conv.in_channels * conv.kernel_size[0] ** 2 != conv.out_channels:
             raise CnnlabError(
-                f"callbacks.whiten needs a backbone whose first layer is a whitening conv "
-                f"(3 → 2·3·k² channels), but features.0 is {conv}. Fix: use it with model=fast."
+                f"callbacks.whiten needs a backbone whose first layer (features.0) is a whitening conv "
+                f"(C → 2·C·k² channels), but it is {conv}. Fix: use it with model=fast."
             )
         return conv
 
