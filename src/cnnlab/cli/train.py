@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from cnnlab import config, runs
+from cnnlab.errors import ConfigError
 from cnnlab.models import count_parameters
 from cnnlab.models.receptive_field import final_receptive_field, too_small_warning
 from cnnlab.models.summary import summary_table
@@ -36,15 +37,16 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
     module = ImageClassifier(run_config(cfg))
-    params, rf = count_parameters(module.net), final_receptive_field(module.net.features)
+    shape = datamodule.input_shape
+    params, rf = count_parameters(module.net), final_receptive_field(module.net.features, shape)
     if cfg.compile:
         module.net.compile()  # in place: checkpoints keep their plain parameter names
     meter = cb.ThroughputMeter()
     trainer = build_trainer(cfg, run_dir, [meter, cb.ReseedEachEpoch(cfg.seed)])
     if trainer.is_global_zero:
-        runs.console().print(summary_table(module.net))
+        runs.console().print(summary_table(module.net, shape))
         log.info("augment: %s", datamodule.augment)
-        if warning := too_small_warning(module.net.features):
+        if warning := too_small_warning(module.net.features, shape):
             log.warning(warning)
     hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
     for logger in trainer.loggers:  # TensorBoard's HParams tab needs the metrics it will compare declared
@@ -81,10 +83,35 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
 def check(cfg: DictConfig, run_dir: Path) -> Path | None:
     """Everything that can be refused before a file is written: the model's and the data's own arguments
     (built once, cheaply, and dropped) and the resume; returns the checkpoint to resume from."""
-    instantiate(cfg.model)
-    instantiate(cfg.data, augment=instantiate(cfg.augment))
+    check_fits(instantiate(cfg.model), instantiate(cfg.data, augment=instantiate(cfg.augment)))
     check_device(cfg)
     return resume_checkpoint(cfg, run_dir)
+
+
+@torch.no_grad()
+def check_fits(net: torch.nn.Module, datamodule) -> None:
+    """Refuse, in one line, a model that does not take the data's images or does not give one logit per class:
+    one forward pass on two blank images of the declared shape (no data loads)."""
+    shape, classes = datamodule.input_shape, datamodule.num_classes
+    was_training = net.training
+    net.eval()
+    try:
+        logits = net(torch.zeros(2, *shape))
+    except RuntimeError as e:
+        raise ConfigError(
+            f"the model does not take {datamodule.name}'s {'×'.join(map(str, shape))} images "
+            f"(data.in_channels={shape[0]}, data.image_size=[{shape[1]},{shape[2]}]): {str(e).splitlines()[0]} "
+            f"Fix: let the model read the data's shape (model.in_channels: ${{data.in_channels}}, "
+            f"model.image_size: ${{data.image_size}}), or change the data's."
+        ) from None
+    finally:
+        net.train(was_training)
+    if tuple(logits.shape) != (2, classes):
+        raise ConfigError(
+            f"the model gives {tuple(logits.shape)[1:]} outputs per image, but {datamodule.name} has {classes} classes "
+            f"(data.num_classes={classes}). Fix: let the model read the class count from the data "
+            f"(model.num_classes: ${{data.num_classes}}; remove a model.num_classes override)."
+        )
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -12,7 +12,6 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from cnnlab.models import Backbone
 from cnnlab.training.optim import can_fuse, param_groups
 
 STAGES = ("train", "val", "test")
@@ -29,11 +28,11 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config}, logger=False)
         self.config = config
-        self.net: Backbone = instantiate(config["model"])
+        self.net: torch.nn.Module = instantiate(config["model"])
         self.smoothing = config["label_smoothing"]
         self.tta = config.get("tta", 0)
         self.channels_last = config.get("channels_last") is True  # train.py resolves "auto" before building
-        num_classes = self.net.num_classes
+        num_classes = config["data"].get("num_classes") or self.net.num_classes  # the data's count (older runs: the net's)
         self.acc = torch.nn.ModuleDict(
             {f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in (*STAGES, "tta")}
         )
@@ -105,7 +104,11 @@ class ImageClassifier(L.LightningModule):
         checkpoint["curves"] = self.curves
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.curves = {k: list(v) for k, v in checkpoint.get("curves", {}).items()}
+        """Restore the curves only to continue training (resume): a test of the best checkpoint must not swap the
+        run's full curves for the copy saved at its best epoch."""
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn == "fit":
+            self.curves = {k: list(v) for k, v in checkpoint.get("curves", {}).items()}
 
     def configure_optimizers(self):
         make_optimizer = instantiate(self.config["optim"])
