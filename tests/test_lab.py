@@ -14,6 +14,8 @@ from cnnlab.models import count_parameters
 from cnnlab.models.cnn import ConvNet
 from cnnlab.models.mlp import MLP
 
+CIFAR = (3, 32, 32)  # C×H×W of a CIFAR-10 image: the input shape the tests below trace with
+
 
 def test_dense_layer_from_a_224_image_to_1000_units():
     layer = dense_layer(224, 224, 3, 1000)
@@ -121,8 +123,8 @@ def test_classifier_is_exactly_invariant_to_shifts_by_its_jump_and_nearly_to_sma
 @pytest.mark.parametrize("pool", ["avg", "stride"])
 def test_deep_network_without_nonlinearity_is_one_affine_map(pool):
     net = ConvNet(depth=4, width=8, activation="identity", batchnorm=False, pool=pool)
-    assert superposition_error(net) < 1e-4
-    weight, bias, error = collapse_to_affine(net)
+    assert superposition_error(net, CIFAR) < 1e-4
+    weight, bias, error = collapse_to_affine(net, CIFAR)
     assert weight.shape == (10, 3 * 32 * 32) and bias.shape == (10,) and error < 1e-4
 
 
@@ -133,13 +135,15 @@ def test_batchnorm_at_inference_keeps_a_linear_network_one_affine_map():
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
         bn.weight.data.uniform_(0.5, 2)
-    assert superposition_error(net) < 1e-4 and collapse_to_affine(net)[2] < 1e-4  # both put the net in eval mode
+    assert (
+        superposition_error(net, CIFAR) < 1e-4 and collapse_to_affine(net, CIFAR)[2] < 1e-4
+    )  # both put the net in eval mode
 
 
 @pytest.mark.parametrize("activation, pool", [("relu", "avg"), ("gelu", "avg"), ("identity", "max")])
 def test_a_nonlinearity_or_max_pooling_breaks_superposition(activation, pool):
     net = ConvNet(depth=4, width=8, activation=activation, batchnorm=False, pool=pool)
-    assert superposition_error(net) > 0.1
+    assert superposition_error(net, CIFAR) > 0.1
 
 
 def test_max_pool_keeps_a_sharp_edge_at_full_strength_and_average_halves_it():

@@ -29,6 +29,8 @@ from cnnlab.models.receptive_field import (
 from cnnlab.models.summary import summary_table
 from cnnlab.training.callbacks import whiten_
 
+CIFAR = (3, 32, 32)  # C×H×W of a CIFAR-10 image: the input shape the tests below trace with
+
 
 def mixed_geometry() -> nn.Sequential:
     """One layer of each kind, with every geometry field distinct from its default somewhere."""
@@ -67,12 +69,12 @@ def test_each_spatial_layer_gets_its_name_kind_geometry_size_jump_start_and_out_
     # 3 maxpool k3 s1 p1: k_eff 3; start 1 + (1 − 1)·2 = 1; size 17 + 2·2 = 21; jump 2; out (16 + 2 − 3) + 1 = 16
     # 4 avgpool k2 s2 p0 (d 1): start 1 + (0.5 − 0)·2 = 2; size 21 + 1·2 = 23; jump 4; out ⌊14/2⌋ + 1 = 8
     # 5 maxpool k2 s2 p0 d2: k_eff 3; start 2 + (1 − 0)·4 = 6; size 23 + 2·4 = 31; jump 8; out ⌊(8 − 3)/2⌋ + 1 = 3
-    assert receptive_field(mixed_geometry(), image_size=33) == [
-        LayerRF("0", "Conv2d", 5, 2, 1, 1, 5, 2, 1.0, 16),
-        LayerRF("2", "Conv2d", 3, 1, 3, 3, 17, 2, 1.0, 16),
-        LayerRF("3", "MaxPool2d", 3, 1, 1, 1, 21, 2, 1.0, 16),
-        LayerRF("4", "AvgPool2d", 2, 2, 0, 1, 23, 4, 2.0, 8),
-        LayerRF("5", "MaxPool2d", 2, 2, 0, 2, 31, 8, 6.0, 3),
+    assert receptive_field(mixed_geometry(), (3, 33, 33)) == [
+        LayerRF("0", "Conv2d", 5, 2, 1, 1, 5, 2, 1.0, 16, 16),
+        LayerRF("2", "Conv2d", 3, 1, 3, 3, 17, 2, 1.0, 16, 16),
+        LayerRF("3", "MaxPool2d", 3, 1, 1, 1, 21, 2, 1.0, 16, 16),
+        LayerRF("4", "AvgPool2d", 2, 2, 0, 1, 23, 4, 2.0, 8, 8),
+        LayerRF("5", "MaxPool2d", 2, 2, 0, 2, 31, 8, 6.0, 3, 3),
     ]
 
 
@@ -84,7 +86,7 @@ def test_out_sizes_are_the_integer_sizes_torch_produces():
         x = layer(x)
         if not isinstance(layer, nn.ReLU):
             sizes.append(x.shape[-1])
-    records = receptive_field(net, image_size=33)
+    records = receptive_field(net, (3, 33, 33))
     assert [r.out_size for r in records] == sizes == [16, 16, 16, 8, 3]
     assert all(type(r.out_size) is int for r in records)
 
@@ -92,8 +94,8 @@ def test_out_sizes_are_the_integer_sizes_torch_produces():
 def test_dilation_enters_the_effective_kernel_as_d_times_k_minus_one_plus_one():
     """k_eff = d·(k − 1) + 1 for kernels and dilations where d + k and other slips would differ."""
     # d 3, k 3: 3·2 + 1 = 7;  d 2, k 5: 2·4 + 1 = 9
-    assert final_receptive_field(nn.Sequential(nn.Conv2d(3, 3, 3, dilation=3))) == 7
-    assert final_receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, dilation=2))) == 9
+    assert final_receptive_field(nn.Sequential(nn.Conv2d(3, 3, 3, dilation=3)), CIFAR) == 7
+    assert final_receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, dilation=2)), CIFAR) == 9
 
 
 def test_fastnet_receptive_field_by_hand():
@@ -101,7 +103,7 @@ def test_fastnet_receptive_field_by_hand():
     # 0 whiten k2 p0: start 0.5, size 2, jump 1, out 31.  Each group: conv (+2·jump), pool (+jump, start +jump/2,
     # jump ×2), conv (+2·jump).  Group 1: 4, 5 (jump 2, start 1, out 15), 9.  Group 2: 13, 15 (jump 4, start 2,
     # out 7), 23.  Group 3: 31, 35 (jump 8, start 4, out 3), 51.
-    records = receptive_field(FastNet(widths=(8, 16, 4)).features)
+    records = receptive_field(FastNet(widths=(8, 16, 4)).features, CIFAR)
     assert [(r.name, r.size, r.jump, r.start, r.out_size) for r in records] == [
         ("0", 2, 1, 0.5, 31),
         ("2.0", 4, 1, 0.5, 31),
@@ -120,21 +122,21 @@ def test_flattened_features_see_the_whole_image_and_a_net_without_spatial_layers
     """An MLP's field is the image whatever its size (never flagged); no conv/pool: field 1; a CNN is not flat."""
     assert sees_whole_image(MLP(hidden=[4]).features) and not sees_whole_image(ConvNet(depth=1, width=2).features)
     flat = MLP(hidden=[4], image_size=28).features
-    assert final_receptive_field(flat) == 32 and final_receptive_field(flat, image_size=28) == 28
-    assert too_small_warning(flat, image_size=64) is None
+    assert final_receptive_field(flat, CIFAR) == 32 and final_receptive_field(flat, (3, 28, 28)) == 28
+    assert too_small_warning(flat, (3, 64, 64)) is None
     pointwise = nn.Sequential(nn.ReLU(), nn.Identity())
-    assert receptive_field(pointwise) == [] and final_receptive_field(pointwise) == 1
+    assert receptive_field(pointwise, CIFAR) == [] and final_receptive_field(pointwise, CIFAR) == 1
 
 
 def test_too_small_warning_is_one_exact_line_with_the_image_size_it_was_given():
     """The warning names the field and the image and the three knobs that grow it; image_size is honoured."""
     three_convs = nn.Sequential(*(nn.Conv2d(3, 3, 3, padding=1) for _ in range(3)))  # 3, 5, 7
-    assert too_small_warning(three_convs, image_size=16) == (
+    assert too_small_warning(three_convs, (3, 16, 16)) == (
         "receptive field 7×7 is smaller than the 16×16 input: no unit before global pooling sees a whole object "
         "(the lesson's 'receptive field too small for the task'). "
         "Add depth (model.depth), pooling (model.pool) or dilation (model.dilation)."
     )
-    assert too_small_warning(three_convs, image_size=7) is None  # exactly the image
+    assert too_small_warning(three_convs, (3, 7, 7)) is None  # exactly the image
 
 
 def test_input_gradient_of_a_linear_conv_is_the_absolute_summed_kernel_times_the_samples():
@@ -144,7 +146,7 @@ def test_input_gradient_of_a_linear_conv_is_the_absolute_summed_kernel_times_the
     # ∂ Σ_n Σ_o out[n, o, 8, 8] / ∂ x[n, c, 7 + i, 7 + j] = Σ_o w[o, c, i, j] for every sample n (16×16 output)
     per_sample = conv.weight.detach().sum(0).abs().sum(0)  # 3×3; its signs are mixed, so abs is not a no-op
     assert (conv.weight.sum(0) < 0).any() and (conv.weight.sum(0) > 0).any()
-    for samples, grad in ((8, input_gradient(conv, image_size=16)), (3, input_gradient(conv, 16, samples=3))):
+    for samples, grad in ((8, input_gradient(conv, (3, 16, 16))), (3, input_gradient(conv, (3, 16, 16), samples=3))):
         expected = torch.zeros(16, 16)
         expected[7:10, 7:10] = samples * per_sample
         assert grad.shape == (16, 16) and torch.allclose(grad, expected, atol=1e-5)
@@ -157,10 +159,10 @@ def test_input_gradient_is_measured_in_eval_mode_and_leaves_the_mode_and_statist
     features = net.features.train()
     bn = features[0][1]
     running_mean = bn.running_mean.clone()
-    assert empirical_receptive_field(input_gradient(features)) == (4, 4)
+    assert empirical_receptive_field(input_gradient(features, CIFAR)) == (4, 4)
     assert features.training and torch.equal(bn.running_mean, running_mean)
     features.eval()
-    input_gradient(features)
+    input_gradient(features, CIFAR)
     assert not features.training and not bn.training
 
 
@@ -168,9 +170,9 @@ def test_input_gradient_default_seed_is_zero():
     """The default draws are those of seed 0, and another seed gives another map on a nonlinear net."""
     torch.manual_seed(0)
     stack = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())
-    default = input_gradient(stack)
-    assert torch.equal(default, input_gradient(stack, seed=0))
-    assert not torch.equal(default, input_gradient(stack, seed=1))
+    default = input_gradient(stack, CIFAR)
+    assert torch.equal(default, input_gradient(stack, CIFAR, seed=0))
+    assert not torch.equal(default, input_gradient(stack, CIFAR, seed=1))
 
 
 def test_empirical_field_keeps_only_values_strictly_above_the_threshold():
@@ -184,13 +186,13 @@ def test_empirical_field_keeps_only_values_strictly_above_the_threshold():
 
 def test_same_padding_string_is_read_as_its_numeric_padding():
     """A conv built with padding='same' is described like the equivalent explicit padding."""
-    same = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, padding="same")))
-    assert same == receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, padding=2)))
+    same = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, padding="same")), CIFAR)
+    assert same == receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5, padding=2)), CIFAR)
 
 
 def test_ceil_mode_pooling_out_size_matches_torch():
     """A 2×2 ceil_mode pool on 31 pixels gives ⌈29/2⌉ + 1 = 16, as torch does."""
-    assert receptive_field(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), image_size=31)[0].out_size == 16
+    assert receptive_field(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), (3, 31, 31))[0].out_size == 16
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def test_cnn_table_has_the_title_columns_and_one_row_per_spatial_layer_then_the_
     # conv 3→16: 3·16·9 = 432, BN 32; conv 16→32: 16·32·9 = 4,608, BN 64; head 32·10 + 10 = 330; total 5,466.
     # 3×3 d2 (k_eff 5, p 2): start 0 + (2 − 2)·1 = 0, size 5; pool: start 0.5, size 6, jump 2; conv: size 6 + 4·2
     # = 14; pool: start 0.5 + 0.5·2 = 1.5, size 16, jump 4.
-    lines = render(summary_table(net))
+    lines = render(summary_table(net, CIFAR))
     assert lines[0].strip() == "ConvNet: 5,466 parameters"
     assert cells(lines, "┃") == [HEADER]
     assert cells(lines, "│") == [
@@ -224,7 +226,7 @@ def test_fastnet_table_counts_frozen_parameters_and_names_max_pools():
     net = FastNet(widths=(8, 16, 4))
     # trainable 6,600 (see test_fastnet_exact_parameter_counts) + frozen whitening weights 24·3·2·2 = 288
     # + frozen BN scales 8 + 8 + 16 + 16 + 4 + 4 = 56  →  6,944
-    lines = render(summary_table(net))
+    lines = render(summary_table(net, CIFAR))
     assert lines[0].strip() == "FastNet: 6,944 parameters"
     rows = cells(lines, "│")
     assert rows[:3] == [
@@ -241,7 +243,7 @@ def test_fastnet_table_counts_frozen_parameters_and_names_max_pools():
 def test_mlp_table_lists_its_linear_layers_and_sees_everything():
     """An MLP's rows are its Linear layers (width, parameters, RF 'all'), then the head."""
     # 3072·16 + 16 = 49,168;  16·8 + 8 = 136;  head 8·10 + 10 = 90;  total 49,394
-    lines = render(summary_table(MLP(hidden=[16, 8])))
+    lines = render(summary_table(MLP(hidden=[16, 8]), CIFAR))
     assert lines[0].strip() == "MLP: 49,394 parameters"
     assert cells(lines, "┃") == [HEADER]
     assert cells(lines, "│") == [
@@ -253,11 +255,11 @@ def test_mlp_table_lists_its_linear_layers_and_sees_everything():
 
 def test_table_uses_the_image_size_it_is_given_and_its_alignment():
     """Output sizes follow image_size; the layer column and title are left-aligned, every number right-aligned."""
-    table = summary_table(ConvNet(depth=2, width=4), image_size=64)
+    table = summary_table(ConvNet(depth=2, width=4), (3, 64, 64))
     assert [row[6] for row in cells(render(table), "│")] == ["64×64", "32×32", "32×32", "16×16", "classes"]
     assert [c.justify for c in table.columns] == ["left"] + ["right"] * 10
     assert table.title_justify == "left"
-    default = cells(render(summary_table(ConvNet(depth=1, width=4))), "│")
+    default = cells(render(summary_table(ConvNet(depth=1, width=4), CIFAR)), "│")
     assert [row[6] for row in default] == ["32×32", "16×16", "classes"]
 
 
@@ -280,7 +282,8 @@ def test_fastnet_exact_parameter_counts_and_shapes_for_small_widths():
 
 
 def test_fastnet_layers_are_laid_out_as_documented():
-    """whiten (frozen weights, trainable bias, unpadded) → GELU → groups; head: 3×3 pool, flatten, linear, scale."""
+    """whiten (frozen weights, trainable bias, unpadded) → GELU → groups; head: global max pool (airbench's 3×3 pool
+    on the 3×3 map of a 32-px image), flatten, linear, scale."""
     net = FastNet(widths=(8, 16, 4))
     whiten = net.features[0]
     assert [type(m) for m in net.features] == [nn.Conv2d, nn.GELU, nn.Sequential, nn.Sequential, nn.Sequential]
@@ -295,7 +298,7 @@ def test_fastnet_layers_are_laid_out_as_documented():
     ]
     assert net.features[2][1].kernel_size == 2
     pool, flatten, linear, scale = net.head
-    assert type(pool) is nn.MaxPool2d and pool.kernel_size == 3 and type(flatten) is nn.Flatten
+    assert type(pool) is nn.AdaptiveMaxPool2d and pool.output_size == 1 and type(flatten) is nn.Flatten
     assert (linear.in_features, linear.out_features, linear.bias) == (4, 10, None)
     assert type(scale) is Scale and scale.scale == 1 / 9
     assert net.num_classes == 10
@@ -479,12 +482,12 @@ def test_backbone_forward_is_head_after_features():
 def test_out_size_is_the_size_torch_produces(layer, image_size):
     """out_size of 'same'/'valid' convs and ceil_mode pools equals the shape of the layer's real output."""
     real = layer(torch.zeros(1, 3, image_size, image_size)).shape[-1]
-    assert receptive_field(nn.Sequential(layer), image_size=image_size)[0].out_size == real
+    assert receptive_field(nn.Sequential(layer), (3, image_size, image_size))[0].out_size == real
 
 
 def test_an_even_same_padded_conv_pads_the_smaller_half_on_the_left():
     """torch pads a 4-tap 'same' conv 1 left and 2 right, so the first unit is centred at (4 − 1)/2 − 1 = 0.5."""
-    (layer,) = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 4, padding="same")), image_size=9)
+    (layer,) = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 4, padding="same")), (3, 9, 9))
     assert (layer.padding, layer.size, layer.start, layer.out_size) == (1, 4, 0.5, 9)
     assert isinstance(layer.padding, int)
 
@@ -492,4 +495,4 @@ def test_an_even_same_padded_conv_pads_the_smaller_half_on_the_left():
 def test_input_gradient_defaults_to_cifar_sized_images():
     """Without image_size the gradient map is 32×32, CIFAR-10's size (mutmut: a default of 33 survived)."""
     torch.manual_seed(0)
-    assert tuple(input_gradient(nn.Sequential(nn.Conv2d(3, 2, 3, padding=1))).shape[-2:]) == (32, 32)
+    assert tuple(input_gradient(nn.Sequential(nn.Conv2d(3, 2, 3, padding=1)), CIFAR).shape[-2:]) == (32, 32)

@@ -181,3 +181,12 @@ def test_training_loss_is_label_smoothed_cross_entropy_and_reported_losses_are_p
     assert float(module.mean_loss["train_loss"].compute()) == pytest.approx(float(plain), rel=1e-5)
     assert float(module.mean_loss["val_loss"].compute()) == pytest.approx(float(plain), rel=1e-5)
     assert math.isfinite(float(loss))
+
+
+def test_curves_hold_every_epoch_when_the_best_epoch_is_not_the_last(trained):
+    """The test of best.ckpt (epoch 0) must not swap the run's curves for the copy saved in that checkpoint."""
+    _, metrics, curves = trained
+    assert metrics["epochs"] == 2
+    for tag in ("val/acc", "val/loss", "train/acc", "train/loss"):
+        assert metrics["curves"][tag] == pytest.approx([v for _, v in curves[tag]], abs=1e-6), tag
+        assert len(metrics["curves"][tag]) == 2

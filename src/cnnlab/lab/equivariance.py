@@ -16,8 +16,8 @@ from torch import nn
 from cnnlab.config import compose_config
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import build_datamodule, load_model, output_dir, parser
-from cnnlab.models.receptive_field import LayerRF, receptive_field, sees_whole_image
+from cnnlab.lab.tools import build_datamodule, load_model, output_dir, parser, require_backbone
+from cnnlab.models.receptive_field import LayerRF, node_outputs, sees_whole_image, trace_fields, traced
 from cnnlab.runs import console, console_script
 
 
@@ -33,11 +33,6 @@ class ShiftError:
     feature_shift: float
     relative_error: float
     positions: int
-
-
-def spatial_layers(features: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The leaf modules of a feature extractor, in forward order (ConvNet's nested Sequentials)."""
-    return [(name, m) for name, m in features.named_modules() if len(list(m.children())) == 0]
 
 
 def shift_right(x: torch.Tensor, shift: int, circular: bool = False) -> torch.Tensor:
@@ -63,22 +58,27 @@ def interior_columns(rf: LayerRF, width: int, shift: int) -> torch.Tensor:
 def layer_shift_errors(features: nn.Module, images: torch.Tensor, shift: int) -> list[ShiftError]:
     """Shift `images` right by `shift` pixels (zero fill) and compare every layer's output with the original
     output shifted by shift/jump, on interior columns only: what is left is the layers' own lack of
-    equivariance, not the border. A non-integer shift/jump is rounded: those layers cannot be equivariant to
-    this shift, and the error says by how much they are not."""
+    equivariance, not the border. Layers are the module calls of the traced graph (branches included), so any
+    backbone works. A non-integer shift/jump is rounded: those layers cannot be equivariant to this shift, and
+    the error says by how much they are not."""
     features.eval()
     width = images.shape[-1]
-    geometry = {rf.name: rf for rf in receptive_field(features, width)}
-    x, x_shifted = images, shift_right(images, shift)
-    rf, errors = LayerRF("input", "input", 1, 1, 0, 1, 1, 1, 0.0, width), []
-    for name, layer in spatial_layers(features):
-        x, x_shifted = layer(x), layer(x_shifted)
-        rf = geometry.get(name, rf)  # BN and activations keep the geometry of the layer before them
+    analysis = trace_fields(features, tuple(images.shape[1:]))
+    if analysis.reason is not None:
+        raise CnnlabError(f"cnnlab-equivariance cannot follow this backbone's layers: {analysis.reason}.")
+    graph = traced(features)
+    names = set(analysis.calls)
+    before = node_outputs(graph, images, names)
+    after = node_outputs(graph, shift_right(images, shift), names)
+    errors = []
+    for node, rf in analysis.calls.items():
+        x, x_shifted = before[node], after[node]
         feature_shift = shift / rf.jump
         columns = interior_columns(rf, width, shift)
         columns = columns[columns + round(feature_shift) < x.shape[-1]]
         original, moved = x[..., columns], x_shifted[..., columns + round(feature_shift)]
         error = (moved - original).norm() / original.norm().clamp_min(1e-12) if len(columns) else float("nan")
-        errors.append(ShiftError(name, type(layer).__name__, rf.jump, shift, feature_shift, float(error), len(columns)))
+        errors.append(ShiftError(rf.name, rf.kind, rf.jump, shift, feature_shift, float(error), len(columns)))
     return errors
 
 
@@ -93,10 +93,11 @@ def prediction_change(net: nn.Module, images: torch.Tensor, shift: int, circular
 
 
 def validation_images(cfg, count: int = 64):
-    """The first `count` normalised validation images of the configured data."""
+    """The first `count` normalised validation images of the data (test images when data.val_size=0)."""
     datamodule = build_datamodule(cfg)
     datamodule.setup()
-    raw = datamodule.val_set.tensors[0][:count]
+    images = datamodule.val_set.tensors[0]
+    raw = (images if len(images) else datamodule.test_set.tensors[0])[:count]  # data.val_size=0: the test images
     return datamodule.prepare_batch(raw, train=False)
 
 
@@ -106,6 +107,7 @@ def _main() -> None:
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 4])
     args = p.parse_args()
     net, run_cfg, label = load_model(compose_config(args.overrides), args.ckpt)
+    net = require_backbone(net, "cnnlab-equivariance")
     if sees_whole_image(net.features):
         raise CnnlabError(
             f"{type(net).__name__} flattens the image before its first layer, so it has no feature maps to shift. "

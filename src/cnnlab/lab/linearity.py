@@ -7,12 +7,13 @@ from rich.table import Table
 from torch import nn
 
 from cnnlab.config import compose_config
-from cnnlab.lab.tools import build_net, parser
+from cnnlab.errors import CnnlabError
+from cnnlab.lab.tools import build_net, input_shape, model_choice, parser
 from cnnlab.runs import console, console_script
 
 
 @torch.no_grad()
-def superposition_error(net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), seed: int = 0) -> float:
+def superposition_error(net: nn.Module, shape: tuple[int, int, int], seed: int = 0) -> float:
     """Relative error of g(a·x₁ + b·x₂) = a·g(x₁) + b·g(x₂) for the bias-free part g(x) = f(x) − f(0).
 
     Zero (to float precision) for a linear network; far from zero once a nonlinearity is in the way.
@@ -28,7 +29,7 @@ def superposition_error(net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), se
 
 
 def collapse_to_affine(
-    net: nn.Module, shape: tuple[int, ...] = (3, 32, 32), seed: int = 0
+    net: nn.Module, shape: tuple[int, int, int], seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Read off W and b with f(x) ≈ W·x + b (W from the Jacobian at 0) and return (W, b, relative error
     of that single affine map on random inputs). For a linear network the error is float noise."""
@@ -52,13 +53,25 @@ def _main() -> None:
     )
     for column in ("activation", "pool", "superposition error", "single affine map error"):
         table.add_column(column, justify="left" if column in ("activation", "pool") else "right")
+    base = compose_config(args.overrides)
+    if "activation" not in base.model:
+        raise CnnlabError(
+            f"cnnlab-linearity swaps model.activation, but the model ({model_choice(base)}) has no activation key "
+            f"(its keys: {', '.join(k for k in base.model if not k.startswith('_'))}). "
+            f"Fix: a model with one, e.g. model=cnn or model=resnet."
+        )
+    shape = input_shape(base)
     for activation in ("identity", "relu", "gelu"):
         cfg = compose_config([*args.overrides, f"model.activation={activation}"])
         net = build_net(cfg)
-        _, _, affine = collapse_to_affine(net)
-        table.add_row(activation, cfg.model.get("pool", "-"), f"{superposition_error(net):.2e}", f"{affine:.2e}")
+        _, _, affine = collapse_to_affine(net, shape)
+        pool = str(cfg.model.get("pool", "-"))
+        table.add_row(activation, pool, f"{superposition_error(net, shape):.2e}", f"{affine:.2e}")
     console().print(table)
-    print("max pooling is itself a nonlinearity: use model.pool=avg or stride to see a purely linear stack collapse.")
+    if base.model.get("pool") == "max":
+        print(
+            "max pooling is itself a nonlinearity: use model.pool=avg or stride to see a purely linear stack collapse."
+        )
 
 
 main = console_script(_main)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from cnnlab.config import compose_config
-from cnnlab.lab.tools import build_net, parser
+from cnnlab.lab.tools import build_datamodule, build_net, parser
 from cnnlab.models import count_parameters
 from cnnlab.runs import console, console_script
 
@@ -67,12 +67,24 @@ def _main() -> None:
     for row in rows:
         table.add_row(row.name, f"{row.weights:,}", f"{row.biases:,}", f"{row.total:,}", f"{row.outputs:,}")
     console().print(table)
-    models = Table(title="Whole models on CIFAR-10 (32×32×3, 10 classes)", title_justify="left")
+    cfg = compose_config(args.overrides)
+    datamodule = build_datamodule(cfg)
+    channels, height, width = datamodule.input_shape
+    models = Table(
+        title=f"Whole models on {datamodule.name} ({height}×{width}×{channels}, {datamodule.num_classes} classes)",
+        title_justify="left",
+    )
     models.add_column("model")
     models.add_column("parameters", justify="right")
-    for overrides in (["model=mlp"], ["model=cnn", *args.overrides]):
+    chosen = [o for o in args.overrides if o.startswith("model=")]
+    others = [o for o in args.overrides if not o.startswith("model=")]
+    data = [o for o in others if o.startswith(("data=", "data."))]
+    for label, overrides in (
+        ("model=mlp", ["model=mlp", *data]),
+        (" ".join(chosen + [o for o in others if o.startswith("model.")]) or "model=cnn", args.overrides),
+    ):
         net = build_net(compose_config(overrides))
-        models.add_row(" ".join(overrides), f"{count_parameters(net):,}")
+        models.add_row(label, f"{count_parameters(net):,}")
     console().print(models)
 
 

@@ -6,32 +6,35 @@ import matplotlib.pyplot as plt
 import torch
 
 from cnnlab.config import compose_config
+from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import load_model, output_dir, parser
+from cnnlab.lab.tools import input_shape, load_model, output_dir, parser, require_backbone
 from cnnlab.models.receptive_field import (
+    LayerRF,
     empirical_receptive_field,
-    final_receptive_field,
     input_gradient,
     sees_whole_image,
     too_small_warning,
+    trace_fields,
 )
 from cnnlab.models.summary import summary_table
 from cnnlab.runs import console, console_script
 
 
-def rf_figure(grad: torch.Tensor, analytic: int, title: str, path) -> None:
-    """Heat map of |∂ centre unit / ∂ input| with the analytic receptive field drawn as a box."""
+def rf_figure(grad: torch.Tensor, final: LayerRF, title: str, path) -> None:
+    """Heat map of |∂ centre unit / ∂ input| with the centre unit's analytic receptive field drawn as a box."""
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(grad.numpy(), cmap="magma")
-    size = grad.shape[-1]
-    centre = size // 2 - 0.5
-    half = analytic / 2
+    height, width = grad.shape[-2:]
+    # the centre unit (out_height // 2, out_size // 2) is centred on input pixel start + jump·index on each axis
+    cy, cx = (final.start + final.jump * (n // 2) for n in (final.out_height, final.out_size))
+    half = (final.size - 1) / 2
     ax.add_patch(
-        plt.Rectangle((centre - half + 0.5, centre - half + 0.5), analytic, analytic, fill=False, ec="cyan", lw=1.5)
+        plt.Rectangle((cx - half - 0.5, cy - half - 0.5), final.size, final.size, fill=False, ec="cyan", lw=1.5)
     )
     ax.set_title(title, fontsize=9)
-    ax.set_xlim(-0.5, size - 0.5)
-    ax.set_ylim(size - 0.5, -0.5)
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
     save_figure(fig, path)
 
 
@@ -52,20 +55,29 @@ def _main() -> None:
     trained = None
     if args.ckpt:  # the checkpoint's own architecture, fresh and trained
         trained, cfg, _ = load_model(cfg, args.ckpt)
-    fresh, _, _ = load_model(cfg, None)
-    console().print(summary_table(fresh))
+        trained = require_backbone(trained, "cnnlab-rf")
+    fresh = require_backbone(load_model(cfg, None)[0], "cnnlab-rf")
+    shape = input_shape(cfg)
+    console().print(summary_table(fresh, shape))
     features = fresh.features
     if sees_whole_image(features):
         print("This model flattens the image first: every unit sees the whole image.")
         return
+    analysis = trace_fields(features, shape)
+    if analysis.reason is not None:
+        raise CnnlabError(f"cnnlab-rf cannot give {type(fresh).__name__}'s receptive field: {analysis.reason}.")
+    if analysis.final is None:
+        print("The features pool the image globally: every output unit sees the whole image.")
+        return
     out = output_dir("rf", args.out)
-    analytic = final_receptive_field(features)
+    final = analysis.final
     models = [("fresh", fresh)] + ([("trained", trained)] if trained is not None else [])
     for label, net in models:
-        grad = input_gradient(net.features)
-        rf_figure(grad, analytic, f"{label}: |d centre unit / d input|, box = analytic RF", out / f"rf_{label}.png")
-        print(describe(grad, analytic, label))
-    print(too_small_warning(features) or f"The {analytic}×{analytic} field covers the 32×32 image.")
+        grad = input_gradient(net.features, shape)
+        rf_figure(grad, final, f"{label}: |d centre unit / d input|, box = analytic RF", out / f"rf_{label}.png")
+        print(describe(grad, final.size, label))
+    covers = f"The {final.size}×{final.size} field covers the {shape[1]}×{shape[2]} image."
+    print(too_small_warning(features, shape) or covers)
     print(f"figures: {out}")
 
 

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.errors import CnnlabError
 from cnnlab.models import Backbone
 from cnnlab.runs import check_report_dir
 from cnnlab.training.checkpoints import load_classifier
@@ -43,6 +44,26 @@ def build_net(cfg: DictConfig) -> Backbone:
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
     """The data group's datamodule with the augment group's pipeline."""
     return instantiate(cfg.data, augment=instantiate(cfg.augment))
+
+
+def model_choice(cfg: DictConfig) -> str:
+    """The model option a config was composed with (e.g. resnet), read from its `_target_` when not recorded."""
+    return str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1]
+
+
+def input_shape(cfg: DictConfig) -> tuple[int, int, int]:
+    """C×H×W of the configured data's images (the datamodule declares it; nothing is loaded)."""
+    return build_datamodule(cfg).input_shape
+
+
+def require_backbone(net: torch.nn.Module, tool: str) -> Backbone:
+    """The net, if it has the `features`/`head` split this tool measures; otherwise one line saying so."""
+    if not isinstance(net, Backbone):
+        raise CnnlabError(
+            f"{tool} measures a backbone's feature maps, but {type(net).__name__} is a plain nn.Module without the "
+            f"features/head split. Fix: subclass cnnlab.models.Backbone (docs/extending.md), or try model=cnn."
+        )
+    return net
 
 
 def load_model(cfg: DictConfig, ckpt: Path | None) -> tuple[Backbone, DictConfig, str]:

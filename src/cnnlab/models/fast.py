@@ -73,7 +73,9 @@ class FastNet(Backbone):
         in_channels: int = 3,
         image_size: int | tuple[int, int] = 32,
     ) -> None:
-        whiten_width = 2 * in_channels * whiten_kernel**2  # each whitening filter and its negative: GELU keeps both signs
+        whiten_width = (
+            2 * in_channels * whiten_kernel**2
+        )  # each whitening filter and its negative: GELU keeps both signs
         whiten = nn.Conv2d(in_channels, whiten_width, whiten_kernel, padding=0, bias=True)
         whiten.weight.requires_grad_(False)
         layers: list[nn.Module] = [whiten, nn.GELU()]
@@ -82,5 +84,7 @@ class FastNet(Backbone):
             layers.append(conv_group(channels, width, bn_momentum))
             channels = width
         # A global max: at 32 px the last map is 3×3, where this is airbench's MaxPool2d(3); other sizes work too.
-        head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False), Scale(scale))
+        head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False), Scale(scale)
+        )
         super().__init__(nn.Sequential(*layers), head, num_classes)

@@ -6,6 +6,8 @@ they do: where branches meet (a residual sum, a concatenation) a unit sees the u
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 from dataclasses import dataclass, field
 
@@ -187,6 +189,27 @@ def _union(fields: list[_Field]) -> _Field | str:
     return _Field(int(high - low + 1), fields[0].jump, (low + high) / 2)
 
 
+def traced(features: nn.Module) -> fx.GraphModule:
+    """`features` as a torch.fx graph whose nodes are its convs, pools and pointwise modules (raises if untraceable)."""
+    return fx.GraphModule(features, _LeafTracer().trace(features))
+
+
+@torch.no_grad()
+def node_outputs(graph_module: fx.GraphModule, x: torch.Tensor, names: set[str]) -> dict[str, torch.Tensor]:
+    """Run the traced graph on `x` and keep the outputs of the nodes named in `names` (branches included)."""
+    kept: dict[str, torch.Tensor] = {}
+
+    class Keep(fx.Interpreter):
+        def run_node(self, n: fx.Node):
+            result = super().run_node(n)
+            if n.name in names:
+                kept[n.name] = result
+            return result
+
+    Keep(graph_module).run(x)
+    return kept
+
+
 def trace_fields(features: nn.Module, input_shape: tuple[int, int, int]) -> FieldAnalysis:
     """Trace `features` on one C×H×W input and give the receptive field after every layer (see FieldAnalysis).
 
@@ -195,16 +218,21 @@ def trace_fields(features: nn.Module, input_shape: tuple[int, int, int]) -> Fiel
     """
     out = FieldAnalysis()
     try:
-        graph_module = fx.GraphModule(features, _LeafTracer().trace(features))
+        graph_module = traced(features)
         was_training = features.training
         features.eval()
         try:
             device = next((p.device for p in features.parameters()), torch.device("cpu"))
-            ShapeProp(graph_module).propagate(torch.zeros(1, *input_shape, device=device))
+            with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints a traceback before it re-raises
+                ShapeProp(graph_module).propagate(torch.zeros(1, *input_shape, device=device))
         finally:
             features.train(was_training)
     except Exception as e:  # data-dependent control flow, or an input the module refuses
-        out.reason = f"its features could not be traced with torch.fx ({type(e).__name__}: {str(e).splitlines()[0]})"
+        cause = e.__cause__ or e
+        out.reason = (
+            f"its features could not be traced on a {'×'.join(map(str, input_shape))} input "
+            f"({type(cause).__name__}: {str(cause).splitlines()[0]})"
+        )
         return out
     modules = dict(graph_module.named_modules())
     fields: dict[str, _Field] = {}
@@ -222,7 +250,9 @@ def trace_fields(features: nn.Module, input_shape: tuple[int, int, int]) -> Fiel
                 out.whole_image = True
             else:
                 height, width = _shape(node.all_input_nodes[0])[-2:]
-                out.final = LayerRF("output", "output", 1, 1, 0, 1, result.size, result.jump, result.start, width, height)
+                out.final = LayerRF(
+                    "output", "output", 1, 1, 0, 1, result.size, result.jump, result.start, width, height
+                )
             break
         if shape is None or not inputs:
             continue  # constants, sizes, weights: no pixels flow through them
@@ -245,7 +275,11 @@ def trace_fields(features: nn.Module, input_shape: tuple[int, int, int]) -> Fiel
                 continue
             k, s, p, d = geometry
             k_eff = d * (k - 1) + 1
-            new = _Field(merged.size + (k_eff - 1) * merged.jump, merged.jump * s, merged.start + ((k_eff - 1) / 2 - p) * merged.jump)
+            new = _Field(
+                merged.size + (k_eff - 1) * merged.jump,
+                merged.jump * s,
+                merged.start + ((k_eff - 1) / 2 - p) * merged.jump,
+            )
             fields[node.name] = new
             name = node.target if module is not None else node.name
             kind = type(module).__name__ if module is not None else node.target.__name__
@@ -264,7 +298,9 @@ def trace_fields(features: nn.Module, input_shape: tuple[int, int, int]) -> Fiel
             or (node.op == "call_method" and node.target in WHOLE_IMAGE_METHODS)
         )
         same_map = len(shape) == 4 and all(
-            (_shape(a) or ())[-2:] == shape[-2:] for a in node.all_input_nodes if a.name in fields and len(_shape(a) or ()) == 4
+            (_shape(a) or ())[-2:] == shape[-2:]
+            for a in node.all_input_nodes
+            if a.name in fields and len(_shape(a) or ()) == 4
         )
         if keeps_field and same_map:
             merged = _union(inputs)
@@ -283,10 +319,12 @@ def trace_fields(features: nn.Module, input_shape: tuple[int, int, int]) -> Fiel
                 f"tracer does not know"
             )
             return out
-        if node.op == "call_module" and len(shape) == 4 and not fields[node.name].whole:
+        if len(shape) == 4 and not fields[node.name].whole:  # a map a layer (or a residual sum, ...) gives
             f = fields[node.name]
-            out.calls[node.name] = LayerRF(str(node.target), type(module).__name__, 1, 1, 0, 1, f.size, f.jump, f.start, shape[-1], shape[-2])
-            out.targets[node.name] = str(node.target)
+            name = str(node.target) if module is not None else node.name
+            kind = type(module).__name__ if module is not None else getattr(node.target, "__name__", str(node.target))
+            out.calls[node.name] = LayerRF(name, kind, 1, 1, 0, 1, f.size, f.jump, f.start, shape[-1], shape[-2])
+            out.targets[node.name] = name
     return out
 
 
@@ -304,6 +342,8 @@ def sees_whole_image(features: nn.Module) -> bool:
 def final_receptive_field(features: nn.Module, input_shape: tuple[int, int, int]) -> int | None:
     """Receptive-field size at the output of `features` (the image's larger side if the features see all of it;
     1 if no layer moves pixels), or None when it cannot be traced."""
+    if sees_whole_image(features):
+        return max(input_shape[1:])
     analysis = trace_fields(features, input_shape)
     if analysis.whole_image:
         return max(input_shape[1:])
@@ -312,6 +352,8 @@ def final_receptive_field(features: nn.Module, input_shape: tuple[int, int, int]
 
 def too_small_warning(features: nn.Module, input_shape: tuple[int, int, int]) -> str | None:
     """A warning when the last feature map's units see less than the whole image, or when the field is unknown."""
+    if sees_whole_image(features):
+        return None
     analysis = trace_fields(features, input_shape)
     height, width = input_shape[1:]
     if analysis.reason is not None:

@@ -32,7 +32,11 @@ class BasicBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, activation: str) -> None:
         super().__init__()
-        self.conv1, self.bn1, self.act1 = conv3x3(c_in, c_out, stride), nn.BatchNorm2d(c_out), make_activation(activation)
+        self.conv1, self.bn1, self.act1 = (
+            conv3x3(c_in, c_out, stride),
+            nn.BatchNorm2d(c_out),
+            make_activation(activation),
+        )
         self.conv2, self.bn2 = conv3x3(c_out, c_out), nn.BatchNorm2d(c_out)
         self.shortcut, self.act2 = shortcut(c_in, c_out, stride), make_activation(activation)
 
@@ -46,7 +50,11 @@ class PreActBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, activation: str) -> None:
         super().__init__()
-        self.bn1, self.act1, self.conv1 = nn.BatchNorm2d(c_in), make_activation(activation), conv3x3(c_in, c_out, stride)
+        self.bn1, self.act1, self.conv1 = (
+            nn.BatchNorm2d(c_in),
+            make_activation(activation),
+            conv3x3(c_in, c_out, stride),
+        )
         self.bn2, self.act2, self.conv2 = nn.BatchNorm2d(c_out), make_activation(activation), conv3x3(c_out, c_out)
         self.shortcut = shortcut(c_in, c_out, stride)
 
@@ -74,7 +82,13 @@ class ResNet(Backbone):
         check_choice("model.block", block, BLOCKS)
         make_activation(activation)
         stages = [int(b) for b in blocks_per_stage]
-        if not stages or any(b < 1 for b in stages) or isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if (
+            not stages
+            or any(b < 1 for b in stages)
+            or isinstance(width, bool)
+            or not isinstance(width, int)
+            or width < 1
+        ):
             raise ConfigError(
                 f"model.width={width!r}, model.blocks_per_stage={list(blocks_per_stage)}: need a positive width and "
                 f"at least one stage of >= 1 block. Fix: e.g. model.width=16 model.blocks_per_stage=[2,2,2]."
@@ -94,7 +108,9 @@ class ResNet(Backbone):
         channels, named = width, [("stem", stem)]
         for i, count in enumerate(stages):
             out = width * 2**i
-            blocks = [unit(channels if j == 0 else out, out, 2 if i > 0 and j == 0 else 1, activation) for j in range(count)]
+            blocks = [
+                unit(channels if j == 0 else out, out, 2 if i > 0 and j == 0 else 1, activation) for j in range(count)
+            ]
             named.append((f"stage{i + 1}", nn.Sequential(*blocks)))
             channels = out
         if preact:
