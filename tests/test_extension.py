@@ -12,7 +12,6 @@ from torch import nn
 from cnnlab.cli.train import run
 from cnnlab.errors import user_error
 from cnnlab.models import count_parameters
-from cnnlab.models.resnet import ResNet
 from cnnlab.models.receptive_field import (
     empirical_receptive_field,
     final_receptive_field,
@@ -20,6 +19,7 @@ from cnnlab.models.receptive_field import (
     receptive_field,
     trace_fields,
 )
+from cnnlab.models.resnet import ResNet
 from conftest import compose_config
 
 CIFAR = (3, 32, 32)
