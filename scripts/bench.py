@@ -31,6 +31,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+CIFAR10 = {
+    "num_classes": 10,
+    "in_channels": 3,
+    "image_size": 32,
+}  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
+
 BATCH = 128
 
 
@@ -250,7 +256,7 @@ def main() -> None:
     arrays, source = load_data(args.data_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images, labels = arrays[0].to(device), arrays[1].to(device)
-    template_params = sum(p.numel() for p in ConvNet(depth=3).parameters())
+    template_params = sum(p.numel() for p in ConvNet(depth=3, **CIFAR10).parameters())
     plain_params = sum(p.numel() for p in PlainCNN().parameters())
     overrides = ["model.depth=3", *args.overrides]
     settings: dict = {}

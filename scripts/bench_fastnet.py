@@ -17,11 +17,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.models.fast import FastNet
 from cnnlab.training.optim import Muon, param_groups
 
+CIFAR10 = {
+    "num_classes": 10,
+    "in_channels": 3,
+    "image_size": 32,
+}  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
+
 
 def images_per_second(batch: int, bf16: bool, channels_last: bool, muon: bool, steps: int, repeats: int) -> float:
     """Median images/s of `repeats` timings of `steps` training steps on one fixed random batch."""
     torch.manual_seed(0)
-    net = FastNet()
+    net = FastNet(**CIFAR10)
     x = torch.randn(batch, 3, 32, 32)
     if channels_last:
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -54,7 +60,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    net, x = FastNet(), torch.randn(8, 3, 32, 32)
+    net, x = FastNet(**CIFAR10), torch.randn(8, 3, 32, 32)
     with FlopCounterMode(display=False) as forward:
         net(x)
     with FlopCounterMode(display=False) as train:

@@ -47,9 +47,9 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     return [
         ("unknown pooling", "train", TINY + ["model.pool=maxx"]),
         ("unknown activation", "train", TINY + ["model.activation=tanh"]),
-        ("unknown augmentation", "train", TINY + ["augment=mixup"]),
-        ("unknown optimizer", "train", TINY + ["optim=adam"]),
-        ("unknown schedule", "train", TINY + ["schedule=step"]),
+        ("unknown augmentation", "train", TINY + ["augment=no_such_augment_xyz"]),
+        ("unknown optimizer", "train", TINY + ["optim=no_such_optim_xyz"]),
+        ("unknown schedule", "train", TINY + ["schedule=no_such_schedule_xyz"]),
         ("misspelt key", "train", TINY + ["model.dpth=3"]),
         ("new key", "train", TINY + ["+model.foo=1"]),
         ("wrong type: seed", "train", TINY + ["seed=abc"]),

@@ -66,3 +66,29 @@ class ZeroWeightsAt(L.Callback):
             with torch.no_grad():
                 for p in pl_module.parameters():
                     p.zero_()
+
+
+class BatchKinds(L.Callback):
+    """Record what each loop's batches hold, (tuple length, soft-target row sums), for the label-mixing tests; the
+    last instance is kept in BatchKinds.last."""
+
+    last: "BatchKinds | None" = None
+
+    def __init__(self) -> None:
+        self.lengths: dict[str, set[int]] = {"train": set(), "val": set(), "test": set()}
+        self.row_sums: list[torch.Tensor] = []
+        BatchKinds.last = self
+
+    def _see(self, stage: str, batch) -> None:
+        self.lengths[stage].add(len(batch))
+        if len(batch) == 3:
+            self.row_sums.append(batch[2].sum(-1).cpu())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._see("train", batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._see("val", batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._see("test", batch)

@@ -22,6 +22,12 @@ from cnnlab.models.receptive_field import (
 from cnnlab.models.resnet import ResNet
 from conftest import compose_config
 
+CIFAR10 = {
+    "num_classes": 10,
+    "in_channels": 3,
+    "image_size": 32,
+}  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
+
 CIFAR = (3, 32, 32)
 
 
@@ -30,7 +36,7 @@ def test_resnet18_layout_has_the_109_px_field_on_a_4x4_map():
     stem 3 (jump 1); stage 1: four convs +2 each → 11; stage 2: stride-2 conv +2 → 13 (jump 2), three convs +4 → 25;
     stage 3: +4 → 29 (jump 4), +8·3 → 53; stage 4: +8 → 61 (jump 8), +16·3 → 109. 32 px halved three times: 4×4.
     A chain walk that counts each 1×1 stride-2 shortcut as one more layer in series said 473 on 1×1."""
-    net = ResNet(width=4, blocks_per_stage=[2, 2, 2, 2])
+    net = ResNet(width=4, blocks_per_stage=[2, 2, 2, 2], **CIFAR10)
     final = trace_fields(net.features, CIFAR).final
     assert (final.size, final.jump, final.out_size, final.out_height) == (109, 8, 4, 4)
     assert final_receptive_field(net.features, CIFAR) == 109
@@ -41,14 +47,16 @@ def test_resnet_analytic_field_equals_the_input_gradient_where_it_fits_the_image
     gradient (random weights, eval mode) is non-zero over exactly that 13×13 square."""
     torch.manual_seed(0)
     for block in ("basic", "preact"):
-        net = ResNet(block=block, width=4, blocks_per_stage=[1, 1])
+        net = ResNet(block=block, width=4, blocks_per_stage=[1, 1], **CIFAR10)
         assert final_receptive_field(net.features, CIFAR) == 13
         assert empirical_receptive_field(input_gradient(net.features, CIFAR)) == (13, 13)
 
 
 def test_resnet_shortcuts_are_listed_with_their_own_fields_not_chained():
     """The 1×1 projection in stage 2 sees what the stage's input saw (7 px after stage 1), not the main path's 13."""
-    layers = {rf.name: rf for rf in receptive_field(ResNet(width=4, blocks_per_stage=[1, 1]).features, CIFAR)}
+    layers = {
+        rf.name: rf for rf in receptive_field(ResNet(width=4, blocks_per_stage=[1, 1], **CIFAR10).features, CIFAR)
+    }
     assert layers["stage2.0.shortcut.0"].size == 7 and layers["stage2.0.shortcut.0"].jump == 2
     assert layers["stage2.0.conv2"].size == 13
 
@@ -56,7 +64,7 @@ def test_resnet_shortcuts_are_listed_with_their_own_fields_not_chained():
 def test_resnet_parameter_count_by_hand():
     """width 4, [1, 1], basic, convs without bias, BN 2 per channel: stem 3·4·9 + 8 = 116; stage 1: 2·(4·4·9 + 8) =
     304; stage 2: conv 4·8·9 + BN 16 + conv 8·8·9 + BN 16 + 1×1 shortcut 4·8 + BN 16 = 944; head 8·10 + 10 = 90."""
-    assert count_parameters(ResNet(width=4, blocks_per_stage=[1, 1])) == 116 + 304 + 944 + 90 == 1_454
+    assert count_parameters(ResNet(width=4, blocks_per_stage=[1, 1], **CIFAR10)) == 116 + 304 + 944 + 90 == 1_454
 
 
 class TwoBranches(nn.Module):

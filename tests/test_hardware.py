@@ -14,6 +14,12 @@ from cnnlab.training import hardware
 from cnnlab.training.hardware import resolve_channels_last, resolve_precision, split_threads, threads_for_job
 from conftest import compose_config
 
+CIFAR10 = {
+    "num_classes": 10,
+    "in_channels": 3,
+    "image_size": 32,
+}  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
+
 
 @pytest.fixture
 def cpu_only(monkeypatch):
@@ -113,7 +119,7 @@ def test_threads_rule_reads_the_composed_joblib_config(tmp_path):
 
 def test_under_cpu_autocast_bn_statistics_and_the_loss_stay_fp32():
     torch.manual_seed(0)
-    net = ConvNet(depth=1, width=8).to(memory_format=torch.channels_last).train()
+    net = ConvNet(depth=1, width=8, **CIFAR10).to(memory_format=torch.channels_last).train()
     bn = net.features[0][1]
     seen = {}
     bn.register_forward_hook(lambda m, inputs, out: seen.update(x=inputs[0].detach()))

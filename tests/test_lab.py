@@ -14,6 +14,12 @@ from cnnlab.models import count_parameters
 from cnnlab.models.cnn import ConvNet
 from cnnlab.models.mlp import MLP
 
+CIFAR10 = {
+    "num_classes": 10,
+    "in_channels": 3,
+    "image_size": 32,
+}  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
+
 CIFAR = (3, 32, 32)  # C×H×W of a CIFAR-10 image: the input shape the tests below trace with
 
 
@@ -30,7 +36,7 @@ def test_conv_weights_do_not_depend_on_image_size():
 
 
 def test_mlp_has_18_times_the_parameters_of_the_default_cnn():
-    assert count_parameters(MLP()) == 1_707_274 and count_parameters(ConvNet(depth=3)) == 94_762
+    assert count_parameters(MLP(**CIFAR10)) == 1_707_274 and count_parameters(ConvNet(depth=3, **CIFAR10)) == 94_762
 
 
 def images(n: int = 4) -> torch.Tensor:
@@ -39,7 +45,9 @@ def images(n: int = 4) -> torch.Tensor:
 
 def conv_stack(pool: str, padding_mode: str = "zeros") -> torch.nn.Module:
     torch.manual_seed(0)
-    return ConvNet(depth=1, width=8, convs_per_block=3, pool=pool, padding_mode=padding_mode, batchnorm=False).features
+    return ConvNet(
+        depth=1, width=8, convs_per_block=3, pool=pool, padding_mode=padding_mode, batchnorm=False, **CIFAR10
+    ).features
 
 
 def test_shift_fills_with_zeros_or_wraps_round():
@@ -92,7 +100,7 @@ def least_squares_classifier() -> tuple[ConvNet, torch.Tensor, torch.Tensor]:
     dm = TinyDataModule(train_count=400, val_size=64)
     dm.setup()
     torch.manual_seed(0)
-    net = ConvNet(depth=3, width=8, padding_mode="circular", batchnorm=False).eval()
+    net = ConvNet(depth=3, width=8, padding_mode="circular", batchnorm=False, **CIFAR10).eval()
     with torch.no_grad():
         train_x, train_y = dm.prepare_batch(dm.train_set.tensors[0], train=False), dm.train_set.tensors[1]
         pooled = net.head[:2](net.features(train_x))
@@ -122,7 +130,7 @@ def test_classifier_is_exactly_invariant_to_shifts_by_its_jump_and_nearly_to_sma
 
 @pytest.mark.parametrize("pool", ["avg", "stride"])
 def test_deep_network_without_nonlinearity_is_one_affine_map(pool):
-    net = ConvNet(depth=4, width=8, activation="identity", batchnorm=False, pool=pool)
+    net = ConvNet(depth=4, width=8, activation="identity", batchnorm=False, pool=pool, **CIFAR10)
     assert superposition_error(net, CIFAR) < 1e-4
     weight, bias, error = collapse_to_affine(net, CIFAR)
     assert weight.shape == (10, 3 * 32 * 32) and bias.shape == (10,) and error < 1e-4
@@ -130,7 +138,7 @@ def test_deep_network_without_nonlinearity_is_one_affine_map(pool):
 
 def test_batchnorm_at_inference_keeps_a_linear_network_one_affine_map():
     torch.manual_seed(0)
-    net = ConvNet(depth=3, width=8, activation="identity", batchnorm=True, pool="avg")
+    net = ConvNet(depth=3, width=8, activation="identity", batchnorm=True, pool="avg", **CIFAR10)
     for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # as if trained: not 0 and 1
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
@@ -142,7 +150,7 @@ def test_batchnorm_at_inference_keeps_a_linear_network_one_affine_map():
 
 @pytest.mark.parametrize("activation, pool", [("relu", "avg"), ("gelu", "avg"), ("identity", "max")])
 def test_a_nonlinearity_or_max_pooling_breaks_superposition(activation, pool):
-    net = ConvNet(depth=4, width=8, activation=activation, batchnorm=False, pool=pool)
+    net = ConvNet(depth=4, width=8, activation=activation, batchnorm=False, pool=pool, **CIFAR10)
     assert superposition_error(net, CIFAR) > 0.1
 
 
@@ -265,7 +273,7 @@ def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
     "argv, message",
     [
         (["model.dpth=3"], "model.dpth is not a key of the config"),
-        (["model=resnet"], "model=resnet is not a config in conf/model/"),
+        (["model=no_such_model_xyz"], "model=no_such_model_xyz is not a config in conf/model/"),
         (["--ckpt", "/nowhere/best.ckpt"], "checkpoint /nowhere/best.ckpt does not exist"),
     ],
 )

@@ -29,6 +29,12 @@ from cnnlab.models.receptive_field import (
 from cnnlab.models.summary import summary_table
 from cnnlab.training.callbacks import whiten_
 
+CIFAR10 = {
+    "num_classes": 10,
+    "in_channels": 3,
+    "image_size": 32,
+}  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
+
 CIFAR = (3, 32, 32)  # C×H×W of a CIFAR-10 image: the input shape the tests below trace with
 
 
@@ -103,7 +109,7 @@ def test_fastnet_receptive_field_by_hand():
     # 0 whiten k2 p0: start 0.5, size 2, jump 1, out 31.  Each group: conv (+2·jump), pool (+jump, start +jump/2,
     # jump ×2), conv (+2·jump).  Group 1: 4, 5 (jump 2, start 1, out 15), 9.  Group 2: 13, 15 (jump 4, start 2,
     # out 7), 23.  Group 3: 31, 35 (jump 8, start 4, out 3), 51.
-    records = receptive_field(FastNet(widths=(8, 16, 4)).features, CIFAR)
+    records = receptive_field(FastNet(widths=(8, 16, 4), **CIFAR10).features, CIFAR)
     assert [(r.name, r.size, r.jump, r.start, r.out_size) for r in records] == [
         ("0", 2, 1, 0.5, 31),
         ("2.0", 4, 1, 0.5, 31),
@@ -120,8 +126,10 @@ def test_fastnet_receptive_field_by_hand():
 
 def test_flattened_features_see_the_whole_image_and_a_net_without_spatial_layers_sees_one_pixel():
     """An MLP's field is the image whatever its size (never flagged); no conv/pool: field 1; a CNN is not flat."""
-    assert sees_whole_image(MLP(hidden=[4]).features) and not sees_whole_image(ConvNet(depth=1, width=2).features)
-    flat = MLP(hidden=[4], image_size=28).features
+    assert sees_whole_image(MLP(hidden=[4], **CIFAR10).features) and not sees_whole_image(
+        ConvNet(depth=1, width=2, **CIFAR10).features
+    )
+    flat = MLP(hidden=[4], image_size=28, num_classes=10, in_channels=3).features
     assert final_receptive_field(flat, CIFAR) == 32 and final_receptive_field(flat, (3, 28, 28)) == 28
     assert too_small_warning(flat, (3, 64, 64)) is None
     pointwise = nn.Sequential(nn.ReLU(), nn.Identity())
@@ -155,7 +163,9 @@ def test_input_gradient_of_a_linear_conv_is_the_absolute_summed_kernel_times_the
 def test_input_gradient_is_measured_in_eval_mode_and_leaves_the_mode_and_statistics_alone():
     """BN uses running statistics (batch ones would spread the gradient over the image); mode is restored."""
     torch.manual_seed(0)
-    net = ConvNet(depth=1, width=4, pool="avg", activation="identity")  # conv 3×3 → BN → 2×2 avg pool: field 4
+    net = ConvNet(
+        depth=1, width=4, pool="avg", activation="identity", **CIFAR10
+    )  # conv 3×3 → BN → 2×2 avg pool: field 4
     features = net.features.train()
     bn = features[0][1]
     running_mean = bn.running_mean.clone()
@@ -204,7 +214,7 @@ HEADER = ["layer", "op", "k", "s", "p", "d", "out", "params", "RF", "jump", "sta
 
 def test_cnn_table_has_the_title_columns_and_one_row_per_spatial_layer_then_the_head():
     """A ConvNet's table, parsed from its text: counts with thousands separators, geometry, RF, jump, start."""
-    net = ConvNet(depth=2, width=16, pool="avg", dilation=2)
+    net = ConvNet(depth=2, width=16, pool="avg", dilation=2, **CIFAR10)
     # conv 3→16: 3·16·9 = 432, BN 32; conv 16→32: 16·32·9 = 4,608, BN 64; head 32·10 + 10 = 330; total 5,466.
     # 3×3 d2 (k_eff 5, p 2): start 0 + (2 − 2)·1 = 0, size 5; pool: start 0.5, size 6, jump 2; conv: size 6 + 4·2
     # = 14; pool: start 0.5 + 0.5·2 = 1.5, size 16, jump 4.
@@ -223,7 +233,7 @@ def test_cnn_table_has_the_title_columns_and_one_row_per_spatial_layer_then_the_
 def test_fastnet_table_counts_frozen_parameters_and_names_max_pools():
     """The title counts every parameter, frozen ones too (unlike count_parameters); plain convs and pools get the
     short names conv/maxpool, a conv subclass keeps its class name."""
-    net = FastNet(widths=(8, 16, 4))
+    net = FastNet(widths=(8, 16, 4), **CIFAR10)
     # trainable 6,600 (see test_fastnet_exact_parameter_counts) + frozen whitening weights 24·3·2·2 = 288
     # + frozen BN scales 8 + 8 + 16 + 16 + 4 + 4 = 56  →  6,944
     lines = render(summary_table(net, CIFAR))
@@ -243,7 +253,7 @@ def test_fastnet_table_counts_frozen_parameters_and_names_max_pools():
 def test_mlp_table_lists_its_linear_layers_and_sees_everything():
     """An MLP's rows are its Linear layers (width, parameters, RF 'all'), then the head."""
     # 3072·16 + 16 = 49,168;  16·8 + 8 = 136;  head 8·10 + 10 = 90;  total 49,394
-    lines = render(summary_table(MLP(hidden=[16, 8]), CIFAR))
+    lines = render(summary_table(MLP(hidden=[16, 8], **CIFAR10), CIFAR))
     assert lines[0].strip() == "MLP: 49,394 parameters"
     assert cells(lines, "┃") == [HEADER]
     assert cells(lines, "│") == [
@@ -255,11 +265,11 @@ def test_mlp_table_lists_its_linear_layers_and_sees_everything():
 
 def test_table_uses_the_image_size_it_is_given_and_its_alignment():
     """Output sizes follow image_size; the layer column and title are left-aligned, every number right-aligned."""
-    table = summary_table(ConvNet(depth=2, width=4), (3, 64, 64))
+    table = summary_table(ConvNet(depth=2, width=4, **CIFAR10), (3, 64, 64))
     assert [row[6] for row in cells(render(table), "│")] == ["64×64", "32×32", "32×32", "16×16", "classes"]
     assert [c.justify for c in table.columns] == ["left"] + ["right"] * 10
     assert table.title_justify == "left"
-    default = cells(render(summary_table(ConvNet(depth=1, width=4), CIFAR)), "│")
+    default = cells(render(summary_table(ConvNet(depth=1, width=4, **CIFAR10), CIFAR)), "│")
     assert [row[6] for row in default] == ["32×32", "16×16", "classes"]
 
 
@@ -270,7 +280,7 @@ def test_table_uses_the_image_size_it_is_given_and_its_alignment():
 
 def test_fastnet_exact_parameter_counts_and_shapes_for_small_widths():
     """Trainable and total parameters by hand, the 3×3 last map and the logits' shape."""
-    net = FastNet(widths=(8, 16, 4))
+    net = FastNet(widths=(8, 16, 4), **CIFAR10)
     # trainable: whitening bias 24; convs 24·8·9 + 8·8·9 + 8·16·9 + 16·16·9 + 16·4·9 + 4·4·9 = 6,480;
     # BN biases 2·(8 + 16 + 4) = 56; head 4·10 (no bias) = 40  →  6,600
     assert count_parameters(net) == 24 + 6480 + 56 + 40
@@ -284,7 +294,7 @@ def test_fastnet_exact_parameter_counts_and_shapes_for_small_widths():
 def test_fastnet_layers_are_laid_out_as_documented():
     """whiten (frozen weights, trainable bias, unpadded) → GELU → groups; head: global max pool (airbench's 3×3 pool
     on the 3×3 map of a 32-px image), flatten, linear, scale."""
-    net = FastNet(widths=(8, 16, 4))
+    net = FastNet(widths=(8, 16, 4), **CIFAR10)
     whiten = net.features[0]
     assert [type(m) for m in net.features] == [nn.Conv2d, nn.GELU, nn.Sequential, nn.Sequential, nn.Sequential]
     assert (whiten.in_channels, whiten.out_channels, whiten.kernel_size, whiten.padding) == (3, 24, (2, 2), (0, 0))
@@ -306,7 +316,7 @@ def test_fastnet_layers_are_laid_out_as_documented():
 
 def test_whitening_width_is_two_signs_times_the_patch_size():
     """whiten_kernel k gives 2·3·k² whitening channels (54 for k = 3) and the net still fits a 32×32 image."""
-    net = FastNet(widths=(4, 4, 4), whiten_kernel=3)
+    net = FastNet(widths=(4, 4, 4), whiten_kernel=3, **CIFAR10)
     assert net.features[0].out_channels == 54 and net.features[2][0].in_channels == 54
     assert net.features[0].kernel_size == (3, 3)
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)  # 32 → 30 → 15 → 7 → 3 → 1
@@ -315,7 +325,7 @@ def test_whitening_width_is_two_signs_times_the_patch_size():
 def test_fastnet_logits_are_the_head_linear_output_scaled_by_one_ninth_and_num_classes_is_honoured():
     """logits = linear(pooled features) / 9; num_classes sets the head and the attribute."""
     torch.manual_seed(0)
-    net = FastNet(widths=(4, 4, 4), num_classes=7).eval()
+    net = FastNet(widths=(4, 4, 4), num_classes=7, in_channels=3, image_size=32).eval()
     x = torch.randn(3, 3, 32, 32)
     pooled = net.head[:2](net.features(x))
     assert torch.allclose(net(x), net.head[2](pooled) / 9, atol=1e-7)
@@ -341,8 +351,8 @@ def test_bn_momentum_reaches_every_batchnorm_of_fastnet_and_conv_group():
     def momenta(module):
         return [m.momentum for m in module.modules() if isinstance(m, FrozenScaleBatchNorm)]
 
-    assert momenta(FastNet(widths=(4, 4, 4), bn_momentum=0.9)) == pytest.approx([0.1] * 6)
-    assert momenta(FastNet(widths=(4, 4, 4))) == pytest.approx([0.4] * 6)
+    assert momenta(FastNet(widths=(4, 4, 4), bn_momentum=0.9, **CIFAR10)) == pytest.approx([0.1] * 6)
+    assert momenta(FastNet(widths=(4, 4, 4), **CIFAR10)) == pytest.approx([0.4] * 6)
     assert momenta(conv_group(3, 4, 0.8)) == pytest.approx([0.2, 0.2])
 
 
@@ -363,7 +373,7 @@ def test_whitening_fitted_on_data_whitens_its_patches_with_the_negative_half_mir
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(64, 3, 16, 16, generator=gen) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
     images[:, 2] += images[:, 0]  # correlated channels
-    whiten = FastNet(widths=(4, 4, 4)).features[0]
+    whiten = FastNet(widths=(4, 4, 4), **CIFAR10).features[0]
     with torch.no_grad():
         whiten_(whiten, images)
         out = nn.functional.conv2d(images, whiten.weight)  # no bias: centred features are not needed here
@@ -404,43 +414,43 @@ CONVNET_REFUSALS = [
 def test_every_convnet_refusal_is_one_exact_line(kwargs, message):
     """Each bad value is refused with one line naming it, the valid values and the fix."""
     with pytest.raises(ConfigError) as error:
-        ConvNet(**kwargs)
+        ConvNet(**{**CIFAR10, **kwargs})
     assert str(error.value) == message
 
 
 def test_image_size_sets_how_deep_a_downsampling_net_may_go():
     """At 64×64 six halvings fit and leave a 1×1 map."""
-    net = ConvNet(depth=6, width=2, growth=1.0, image_size=64)
+    net = ConvNet(depth=6, width=2, growth=1.0, image_size=64, num_classes=10, in_channels=3)
     assert net.features(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 1, 1)
 
 
 def test_a_boolean_width_is_refused_like_a_boolean_growth():
     """model.width=True is not a positive integer."""
     with pytest.raises(ConfigError, match=r"model.width=True must be a positive integer"):
-        ConvNet(width=True)
+        ConvNet(width=True, **CIFAR10)
 
 
 def test_convnet_builds_the_requested_activation_batchnorm_and_classes():
     """activation, batchnorm and num_classes reach the layers and the attribute."""
-    net = ConvNet(depth=2, width=4, convs_per_block=2, activation="gelu", num_classes=7)
+    net = ConvNet(depth=2, width=4, convs_per_block=2, activation="gelu", num_classes=7, in_channels=3, image_size=32)
     assert sum(isinstance(m, nn.GELU) for m in net.modules()) == 4 and not any(
         isinstance(m, nn.ReLU) for m in net.modules()
     )
     assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 4
     assert net.num_classes == 7 and net(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
-    plain = ConvNet(depth=2, width=4, batchnorm=False, activation="identity")
+    plain = ConvNet(depth=2, width=4, batchnorm=False, activation="identity", **CIFAR10)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.ReLU)) for m in plain.modules())
 
 
 def test_mlp_layers_carry_the_requested_activation_and_dropout():
     """Flatten, then Linear → activation → Dropout(p) per hidden width; the default dropout is 0."""
-    net = MLP(hidden=[16, 8], activation="gelu", dropout=0.3)
+    net = MLP(hidden=[16, 8], activation="gelu", dropout=0.3, **CIFAR10)
     assert [type(m) for m in net.features] == [nn.Flatten] + [nn.Linear, nn.GELU, nn.Dropout] * 2
     assert [m.p for m in net.features if isinstance(m, nn.Dropout)] == [0.3, 0.3]
-    assert [m.p for m in MLP(hidden=[4, 4]).features if isinstance(m, nn.Dropout)] == [0.0, 0.0]
+    assert [m.p for m in MLP(hidden=[4, 4], **CIFAR10).features if isinstance(m, nn.Dropout)] == [0.0, 0.0]
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
-    train_mode = MLP(hidden=[8]).train()
+    train_mode = MLP(hidden=[8], **CIFAR10).train()
     assert torch.equal(train_mode(x), train_mode(x))  # no dropout unless asked
 
 
@@ -451,7 +461,7 @@ def test_mlp_input_size_classes_and_activation_refusal():
     assert count_parameters(net) == 3140 + 35
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 7) and net.num_classes == 7
     with pytest.raises(ConfigError) as error:
-        MLP(hidden=[], activation="tanhh")  # refused even with no hidden layer to put it in
+        MLP(hidden=[], activation="tanhh", **CIFAR10)  # refused even with no hidden layer to put it in
     assert str(error.value) == (
         "model.activation='tanhh' is not a valid choice. Valid: relu, gelu, identity. "
         "Fix: pass e.g. model.activation=relu."

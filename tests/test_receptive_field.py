@@ -13,6 +13,8 @@ from cnnlab.models.receptive_field import (
     too_small_warning,
 )
 
+CIFAR10 = {"num_classes": 10, "in_channels": 3, "image_size": 32}  # CIFAR-10's shape (conf/data/cifar10.yaml)
+
 CIFAR = (3, 32, 32)  # C×H×W of a CIFAR-10 image: the input shape the tests below trace with
 
 
@@ -39,7 +41,7 @@ def test_dilation_two_3x3_conv_sees_5x5():
 
 
 def test_pooling_multiplies_the_jump():
-    layers = receptive_field(ConvNet(depth=3, width=4).features, CIFAR)
+    layers = receptive_field(ConvNet(depth=3, width=4, **CIFAR10).features, CIFAR)
     assert [(layer.kind, layer.size, layer.jump) for layer in layers] == [
         ("Conv2d", 3, 1),
         ("MaxPool2d", 4, 2),
@@ -52,7 +54,7 @@ def test_pooling_multiplies_the_jump():
 
 
 def test_default_cnn_empirical_field_matches_analytic_size():
-    net = ConvNet(depth=2, width=4, pool="avg", activation="identity")
+    net = ConvNet(depth=2, width=4, pool="avg", activation="identity", **CIFAR10)
     size = final_receptive_field(net.features, CIFAR)
     assert size == 10
     # the centre unit of an even-sized map is off-centre by half a jump; its field is fully inside the image
@@ -61,14 +63,14 @@ def test_default_cnn_empirical_field_matches_analytic_size():
 
 @pytest.mark.parametrize("depth, small", [(2, True), (5, False)])
 def test_a_field_smaller_than_the_image_is_flagged(depth, small):
-    warning = too_small_warning(ConvNet(depth=depth, width=4).features, CIFAR)
+    warning = too_small_warning(ConvNet(depth=depth, width=4, **CIFAR10).features, CIFAR)
     assert (warning is not None) == small
     if small:
         assert "10×10 is smaller than the 32×32 input" in warning
 
 
 def test_first_unit_centres_follow_padding_and_pooling():
-    layers = receptive_field(ConvNet(depth=3, width=4).features, CIFAR)
+    layers = receptive_field(ConvNet(depth=3, width=4, **CIFAR10).features, CIFAR)
     # start_out = start_in + ((k − 1)/2 − p)·jump_in: 3×3 pad-1 convs keep it, each 2×2 pool adds half its input jump
     assert [layer.start for layer in layers] == [0.0, 0.5, 0.5, 1.5, 1.5, 3.5]  # last: pixels 0..7 → centre 3.5
     unpadded = receptive_field(nn.Sequential(nn.Conv2d(3, 3, 5), nn.Conv2d(3, 3, 5, padding=2)), CIFAR)

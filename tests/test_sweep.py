@@ -11,9 +11,11 @@ from pathlib import Path
 import optuna
 import pytest
 
+from cnnlab.config import config_dir
+from cnnlab.errors import ConfigError
 from cnnlab.report.compare import compare
 from cnnlab.runs import write_metrics
-from cnnlab.sweep import study_from_jobs, summarise_study
+from cnnlab.sweep import check_search_space, study_from_jobs, summarise_study
 from conftest import compose_config
 
 FAST = [
@@ -213,10 +215,66 @@ def test_launcher_configs_compose(launcher, target, tmp_path):
     assert cfg.hydra.sweeper.params["model.pool"] == "max,avg,stride"
 
 
-def test_optuna_config_composes_with_the_search_space(tmp_path):
-    cfg = compose_config(["hparams_search=optuna"], tmp_path)
+COMMON_SPACE = {"optim.lr", "optim.weight_decay"}
+MODEL_SPACE = {  # the built-in models' own parameters (conf/hparams_search/space/<model>.yaml)
+    "cnn": {"model.width", "model.depth"},
+    "resnet": {"model.width", "model.block"},
+    "mlp": {"model.dropout", "model.activation"},
+    "fast": {"model.bn_momentum", "model.scale"},
+}
+MODELS = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_optuna_composes_with_every_model_searching_keys_it_has(model, tmp_path, caplog):
+    cfg = compose_config(["hparams_search=optuna", f"model={model}"], tmp_path)
     assert cfg.hydra.sweeper.direction == "maximize"
-    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "optim.weight_decay", "model.width", "model.depth"}
+    check_search_space(cfg)  # every searched key is a key of this config, or a ConfigError
+    own = set(cfg.hydra.sweeper.params) - COMMON_SPACE
+    assert COMMON_SPACE <= set(cfg.hydra.sweeper.params) and own == MODEL_SPACE.get(model, own)
+    assert ("has no search space of its own" in caplog.text) == (not own)
+
+
+def test_a_model_without_a_search_space_gets_the_common_one_and_a_one_line_note(tmp_path, caplog):
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text((Path(config_dir()) / "model" / "cnn.yaml").read_text())
+    cfg = compose_config(["hparams_search=optuna", "model=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
+    check_search_space(cfg)
+    assert set(cfg.hydra.sweeper.params) == COMMON_SPACE
+    notes = [r.getMessage() for r in caplog.records if "search space" in r.getMessage()]
+    assert notes == [
+        "model=mine has no search space of its own (conf/hparams_search/space/mine.yaml): searching optim.lr, "
+        "optim.weight_decay only."
+    ]
+
+
+def test_a_searched_key_the_model_lacks_is_refused_in_one_line(tmp_path):
+    cfg = compose_config(["hparams_search=optuna", "model=resnet", '+hydra.sweeper.params={model.depth:"range(2, 5)"}'])
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.params searches model.depth, which is not a key of this "):
+        check_search_space(cfg)
+
+
+@pytest.mark.parametrize(
+    "model", [pytest.param(m, marks=[] if m == "resnet" else pytest.mark.slow) for m in MODEL_SPACE]
+)
+def test_optuna_runs_a_trial_of_every_built_in_model(model, tmp_path):
+    sweep_dir = tmp_path / "optuna"
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    args = ["hparams_search=optuna", f"model={model}", "hydra.sweeper.n_trials=1", "data=tiny", "trainer.max_epochs=1"]
+    args += ["progress_bar=false", "lab_images=false", "data.train_count=300", "data.val_size=100"]
+    proc = subprocess.run(
+        [str(exe), "-m", *args, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((sweep_dir / "optuna_summary.json").read_text())
+    assert summary["trials_by_state"] == {"COMPLETE": 1}
+    assert set(summary["best"]["params"]) == COMMON_SPACE | MODEL_SPACE[model]
+    (tb_name,) = [p.name for p in (sweep_dir / "tb").iterdir()]  # TensorBoard names the run by the searched values
+    assert {o.split("=")[0] for o in tb_name.split(",")} == COMMON_SPACE | MODEL_SPACE[model]
 
 
 @pytest.mark.slow

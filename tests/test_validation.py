@@ -85,18 +85,19 @@ def test_the_leaves_cover_nested_groups():
     assert isinstance(keys["augment.ops"], ListConfig) and not isinstance(keys["model.depth"], DictConfig)
 
 
-CLI_CASES = [
-    (["model=resnet"], "model=resnet is not a config in conf/model/. Valid: cnn, fast, mlp"),
+CLI_CASES = [  # a name no config will plausibly take: the list of valid ones grows as configs are added
+    (["model=no_such_model_xyz"], "model=no_such_model_xyz is not a config in conf/model/. Valid: cnn, fast, mlp"),
     (["model.dpth=3"], "model.dpth is not a key of the config"),
     (["threads=-1"], "threads=-1 is out of range"),  # checked before the Hydra app sets torch's threads
+    (["model._target_=nonexistent.Module"], "model._target_=nonexistent.Module cannot be imported"),
 ]
 
 
 @pytest.mark.parametrize("args, message", CLI_CASES)
 def test_the_command_line_refuses_bad_input_with_one_line_and_exit_2(tmp_path, args, message):
     exe = Path(sys.executable).with_name("cnnlab-train")
-    proc = subprocess.run(
-        [str(exe), "data=tiny", *args, f"hydra.run.dir={tmp_path}/run"],
+    proc = subprocess.run(  # the run directory's parent does not exist yet: it is not left behind either
+        [str(exe), "data=tiny", *args, f"hydra.run.dir={tmp_path}/outputs/run"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -105,7 +106,7 @@ def test_the_command_line_refuses_bad_input_with_one_line_and_exit_2(tmp_path, a
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-2000:]
     assert message in output and "Traceback" not in output
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_ctrl_c_while_the_command_starts_up_ends_with_one_line_and_exit_130(tmp_path):
@@ -148,3 +149,104 @@ def test_a_new_key_passes_only_when_what_the_group_builds_takes_it(key, value, a
     else:
         with pytest.raises(ConfigError, match=f"^{key} is not a key of this config, nor an argument"):
             validate(cfg, defaults)
+
+
+# The run policy on configs the user wrote: each fault gets one line naming the key, what is wrong and the fix,
+# exit 2, and no folder left behind. Hydra's instantiate wraps a constructor's errors: a `_target_` that does not
+# import and arguments that do not bind to its signature are the config's; an error inside its code is a bug.
+USER_CONFIGS = {  # conf/model/<name>.yaml in a folder of the user's own (hydra.searchpath)
+    "mandatory": "_target_: cnnlab.models.cnn.ConvNet\ndepth: ???\nwidth: 8\n",
+    "needs_arg": "_target_: torch.nn.Linear\nin_features: 3\n",  # out_features is required
+    "extra_key": "_target_: cnnlab.models.cnn.ConvNet\ndepth: 2\nbogus: 1\n",
+    "ctor_bug": "_target_: torch.nn.Linear\nin_features: 3\nout_features: abc\n",  # a TypeError inside Linear
+}
+POLICY_CASES = [
+    (
+        ["model._target_=nonexistent.Module"],
+        "model._target_=nonexistent.Module cannot be imported (ModuleNotFoundError",
+    ),
+    (["model._target_=cnnlab.models.mlp.Nope"], "model._target_=cnnlab.models.mlp.Nope cannot be imported"),
+    (["model._target_=cnnlab.models.mlp.MLP"], "model.depth is not an argument of cnnlab.models.mlp.MLP (it takes: "),
+    (
+        ["model.depth=???"],
+        "model.depth has no value: its config marks it mandatory (???). Fix: give it one, e.g. model.depth=4",
+    ),
+    (["+model.bogus=1"], "model.bogus is not a key of this config, nor an argument of what it builds"),
+    (
+        ["+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping"],
+        "callbacks.stop.monitor is required by lightning.pytorch.callbacks.EarlyStopping but not given",
+    ),
+    (["model=mandatory"], "model.depth has no value: its config marks it mandatory (???)"),
+    (["model=needs_arg"], "model.out_features is required by torch.nn"),
+    (["model=extra_key"], "model.bogus is not an argument of cnnlab.models.cnn.ConvNet"),
+]
+
+
+def user_conf(tmp_path):
+    for name, text in USER_CONFIGS.items():
+        (tmp_path / "conf" / "model").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "conf" / "model" / f"{name}.yaml").write_text(text)
+    return f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+
+
+def run_checked(overrides, run_dir):
+    """cnnlab-train's run_job with its own checks, in process, on the composed config; the job must not start."""
+    from cnnlab.cli.train import check
+    from cnnlab.runs import run_job
+    from conftest import compose_config as compose_job
+
+    cfg = compose_job(["data=tiny", *overrides], run_dir)  # makes run_dir, as Hydra does before the job
+    return run_job(cfg, check, lambda *args: pytest.fail("the job started"))
+
+
+@pytest.mark.parametrize("overrides, message", POLICY_CASES)
+def test_a_users_config_fault_ends_in_one_line_exit_2_and_no_run_dir(overrides, message, tmp_path):
+    from cnnlab.runs import RunEnded
+
+    with pytest.raises(RunEnded) as ended:
+        run_checked([*overrides, user_conf(tmp_path)], tmp_path / "run")
+    assert ended.value.code == 2 and ended.value.reason.startswith(message), ended.value.reason
+    assert "\n" not in ended.value.reason and "Fix:" in ended.value.reason
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bug_inside_a_constructor_keeps_its_traceback_and_leaves_no_run_dir(tmp_path):
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException) as raised:
+        run_checked(["model=ctor_bug", user_conf(tmp_path)], tmp_path / "run")
+    assert isinstance(raised.value.__cause__, TypeError) and raised.value.__cause__.__traceback__.tb_next is not None
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_keeps_the_traceback_of_a_bug_inside_a_constructor_exit_1(tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    args = ["data=tiny", "model=ctor_bug", user_conf(tmp_path), f"hydra.run.dir={tmp_path}/outputs/run"]
+    proc = subprocess.run([str(exe), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "TypeError" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()
+
+
+SWEEP_CASES = [
+    (  # a search-space key holding dots, set key by key: refused while Hydra composes the command line
+        ["hparams_search=optuna", "hydra.sweeper.params.model.nonsense=choice(1,2)"],
+        "hydra.sweeper.params.model.nonsense: the search space's keys hold dots",
+    ),
+    (["model.dpth=3,4"], "model.dpth is not a key of the config"),  # after Hydra made the sweep dir
+]
+
+
+@pytest.mark.parametrize("args, message", SWEEP_CASES)
+def test_a_sweep_that_cannot_start_ends_in_one_line_exit_2_and_leaves_no_sweep_dir(tmp_path, args, message):
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    proc = subprocess.run(
+        [str(exe), "-m", "data=tiny", *args, f"hydra.sweep.dir={tmp_path}/multirun/sweep"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-2000:]
+    assert f"error: {message}" in output and "Traceback" not in output
+    assert not (tmp_path / "multirun").exists()

@@ -44,7 +44,7 @@ class Run:
     curves: dict[str, list[float]] = field(default_factory=dict)
 
     def predict(self, images: Any) -> Any:
-        """Class indices for uint8 images (N×3×32×32, as the datasets hold them), normalised as in training and
+        """Class indices for uint8 images (N×C×H×W, as the run's data declares them), normalised as in training and
         computed in the run's precision (bf16 autocast where it trained in bf16-mixed)."""
         import torch
         from hydra.utils import instantiate

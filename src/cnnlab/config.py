@@ -3,13 +3,16 @@ before any work starts (types against the defaults, ranges, unknown keys)."""
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from cnnlab.data.folders import class_folder_count
 from cnnlab.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/ (editable install)
@@ -37,19 +40,26 @@ def _tensorboard_dir() -> str:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return str(Path(hydra_cfg.runtime.output_dir) / "tb")
     sweep_dir = Path(hydra_cfg.sweep.dir)
-    given = (
-        OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
-        if (sweep_dir / "multirun.yaml").exists()
-        else []
-    )
-    fixed = {o.split("=", 1)[0] for o in given if "=" in o and not any(c in o.split("=", 1)[1] for c in ",(")}
-    changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] not in fixed and not o.startswith("hydra")]
-    return str(sweep_dir / "tb" / (",".join(changed).replace("/", "_") or str(hydra_cfg.job.num)))
+    if (sweep_dir / "multirun.yaml").exists():  # Hydra's basic sweeper: all but the command line's fixed values
+        given = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
+        fixed = {o.split("=", 1)[0] for o in given if "=" in o and not any(c in o.split("=", 1)[1] for c in ",(")}
+        changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] not in fixed and not o.startswith("hydra")]
+    else:  # a sweeper that writes no multirun.yaml (Optuna): the keys it searches
+        searched = set(hydra_cfg.sweeper.get("params") or {})
+        changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in searched]
+    name = ",".join(changed).replace("/", "_") or str(hydra_cfg.job.num)
+    if len(name.encode()) > 200:  # a folder name holds at most 255 bytes
+        name = f"{name.encode()[:180].decode(errors='ignore')}...#{hydra_cfg.job.num}"
+    return str(sweep_dir / "tb" / name)
 
 
 def register_resolvers() -> None:
     """Register the resolvers used in conf/ (idempotent)."""
-    for name, fn in (("cnnlab_run_dir", _run_dir), ("cnnlab_tensorboard_dir", _tensorboard_dir)):
+    for name, fn in (
+        ("cnnlab_run_dir", _run_dir),
+        ("cnnlab_tensorboard_dir", _tensorboard_dir),
+        ("cnnlab_class_folders", class_folder_count),  # data=imagefolder: num_classes from the class folders
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -73,6 +83,15 @@ def compose_config(overrides: list[str], name: str = "train", return_hydra_confi
 def hydra_error_line(exc: Exception) -> str:
     """Hydra's composition error as one line with the choices and the fix."""
     text = " ".join(str(exc).split())
+    if searched := re.search(r"hydra\.sweeper\.params(\.[\w.]+)?", text):  # the search space: keys hold dots
+        key, rest = (searched.group(1) or "").lstrip("."), text[searched.end() :]
+        value = re.match(r"='([^']*)'|=(\S+)", rest) if key else None
+        value = (value.group(1) or value.group(2)).strip("'") if value else "choice(1,2)"
+        return (
+            f"hydra.sweeper.params{'.' + key if key else ''}: the search space's keys hold dots, so it is extended "
+            f"or changed as a mapping. Fix: '+hydra.sweeper.params={{{key or 'model.width'}:\"{value}\"}}' (quoted "
+            f"for the shell), or a search-space file (conf/hparams_search/space/<model>.yaml)."
+        )
     if "Could not find '" in text:  # an unknown group option, e.g. model=resnet
         missing = text.split("Could not find '")[1].split("'")[0]
         group, option = missing.rsplit("/", 1) if "/" in missing else ("", missing)
@@ -171,16 +190,12 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def _target_accepts(cfg: DictConfig, key: str) -> bool:
     """Whether `key` (group.name) names an argument of the group's `_target_` (a class, its bases, a function)."""
-    import inspect
-
-    from hydra.utils import get_object
-
     group, _, name = key.rpartition(".")
     target = OmegaConf.select(cfg, f"{group}._target_") if group else None
     if not isinstance(target, str):
         return False
     try:
-        obj = get_object(target)
+        obj = locate(target)
     except Exception:
         return False
     functions = [c.__init__ for c in inspect.getmro(obj) if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
@@ -210,7 +225,18 @@ def _type_names(types: tuple[type, ...]) -> str:
 
 def validate(cfg: DictConfig, defaults: DictConfig) -> None:
     """Reject unknown keys, values of the wrong type (against `defaults`: the same config groups without
-    value overrides) and values out of range, before any data loads. One ConfigError per bad value."""
+    value overrides) and values out of range, before any data loads. One ConfigError per bad value.
+    Then every `_target_` must import and take the keys given to it (`check_targets`)."""
+    for key in _missing(cfg):
+        try:
+            default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
+        except Exception:  # an interpolation only a running Hydra job resolves
+            default = None
+        example = MISSING_EXAMPLES.get(key) or ("..." if default is None else _example(key, default))
+        raise ConfigError(
+            f"{key} has no value: its config marks it mandatory (???). Fix: give it one, e.g. {key}={example} "
+            f"(on the command line, or in the YAML file)."
+        )
     given, expected = _leaves(cfg), _leaves(defaults)
     for key, value in given.items():
         if key.startswith("hydra.") or key == "hydra" or any(key.startswith(f + ".") for f in FREE_FORM):
@@ -246,6 +272,7 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
             check, meaning, example = RANGES[key]
             if not check(value):
                 raise ConfigError(f"{key}={value!r} is out of range: it must be {meaning}. Fix: e.g. {key}={example}.")
+    check_targets(cfg)
 
 
 def _example(key: str, default: Any) -> str:
@@ -256,11 +283,216 @@ def _example(key: str, default: Any) -> str:
     return "null" if default is None else str(default)
 
 
-def defaults_for(choices: dict[str, Any]) -> DictConfig:
-    """The config the same group choices give without value overrides: the reference for types."""
+MISSING_EXAMPLES = {"ckpt_path": "<run dir>/checkpoints/best.ckpt"}
+# Groups whose entries are built from their own keys alone (cnnlab.training.trainer): each entry must give every
+# required argument of its _target_. Other builders may pass arguments of their own (the data gets `augment`).
+BUILT_AS_IS = ("callbacks", "logger")
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def _missing(node: Any, prefix: str = "") -> list[str]:
+    """The keys whose value is `???` (OmegaConf's mandatory-missing), read without resolving interpolations."""
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    found = []
+    for key in keys:
+        path = f"{prefix}[{key}]" if isinstance(node, ListConfig) else f"{prefix}{'.' if prefix else ''}{key}"
+        if path == "hydra":
+            continue
+        child = node._get_node(key)
+        if child._is_missing():
+            found.append(path)
+        elif isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
+            found += _missing(child, path)
+    return found
+
+
+def _targets(node: Any, prefix: str = "") -> list[tuple[str, DictConfig]]:
+    """(path, node) of every mapping with a `_target_` (Hydra's own section left out), outermost first."""
+    found = []
+    if isinstance(node, DictConfig) and "_target_" in node and prefix:
+        found.append((prefix, node))
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        path = f"{prefix}[{key}]" if isinstance(node, ListConfig) else f"{prefix}{'.' if prefix else ''}{key}"
+        child = node._get_node(key)
+        if path != "hydra" and isinstance(child, (DictConfig, ListConfig)):
+            if not (child._is_missing() or child._is_none() or child._is_interpolation()):
+                found += _targets(child, path)
+    return found
+
+
+def target_parameters(obj: Any) -> tuple[list[str], list[str], bool] | None:
+    """What a `_target_` takes: (argument names, required names, whether it also takes any other keyword), through
+    the `**kwargs` a class passes on to its bases; None where Python cannot tell (a builtin without a signature).
+    Required are the class's own required arguments (what its bases require, it may pass itself)."""
+    chain = [c.__init__ for c in inspect.getmro(obj) if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
+    names: list[str] = []
+    required: list[str] = []
+    for function in chain:
+        if function is object.__init__:
+            return names, required, False
+        try:
+            params = list(inspect.signature(function).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        if inspect.isclass(obj) and params and params[0].name == "self":
+            params = params[1:]
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        names += [p.name for p in named if p.name not in names]
+        if function is chain[0]:
+            required = [p.name for p in named if p.default is p.empty]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names, required, False
+    return names, required, True
+
+
+def locate(target: str) -> Any:
+    """The object a `_target_` names (hydra.utils.get_object, without the error it logs: callers report it)."""
+    import logging
+
+    from hydra.utils import get_object
+
+    logger = logging.getLogger("hydra.utils")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        return get_object(target)
+    finally:
+        logger.disabled = disabled
+
+
+def _import_problem(exc: BaseException) -> BaseException | None:
+    """The reason an import of a `_target_` failed, when it is the config's (no such module or name), else None:
+    an error raised while the module itself runs is a bug in it, whose traceback is kept."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return root if isinstance(root, (ModuleNotFoundError, AttributeError)) else None
+
+
+def _not_importable(where: str, target: str, reason: BaseException) -> ConfigError:
+    return ConfigError(
+        f"{where}._target_={target} cannot be imported ({type(reason).__name__}: {reason}). Fix: check the dotted "
+        f"path (package.module.Name), or install the package that provides it."
+    )
+
+
+def _unexpected(where: str, key: str, target: str, names: list[str]) -> ConfigError:
+    return ConfigError(
+        f"{where}.{key} is not an argument of {target} (it takes: {', '.join(names) or 'no keyword arguments'}). "
+        f"Fix: remove {where}.{key} or rename it, or set {where}._target_ to something that takes it."
+    )
+
+
+def _required(where: str, key: str, target: str) -> ConfigError:
+    return ConfigError(
+        f"{where}.{key} is required by {target} but not given. Fix: give it, e.g. +{where}.{key}=... on the command "
+        f"line, or `{key}: ...` in the YAML file."
+    )
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Every `_target_` in the config imports, and takes the keys its mapping gives it; an entry that is built
+    from its keys alone (BUILT_AS_IS) gives all its required arguments. One ConfigError naming the key."""
+    for where, node in _targets(cfg):
+        target = node._get_node("_target_")._value()
+        if not isinstance(target, str) or "${" in target:
+            continue
+        try:
+            obj = locate(target)
+        except Exception as e:
+            if (reason := _import_problem(e)) is None:
+                raise
+            raise _not_importable(where, target, reason) from None
+        taken = target_parameters(obj)
+        if taken is None or "_args_" in node:
+            continue
+        names, required, any_keyword = taken
+        given = [str(k) for k in node if str(k) not in HYDRA_KEYS]
+        unexpected = [k for k in given if k not in names]
+        if unexpected and not any_keyword:
+            raise _unexpected(where, unexpected[0], target, names)
+        if where.split(".")[0] in BUILT_AS_IS and not node.get("_partial_", False):
+            if missing := [k for k in required if k not in given]:
+                raise _required(where, missing[0], target)
+
+
+def instantiation_error(exc: BaseException) -> ConfigError | None:
+    """One line for an error Hydra's `instantiate` raised because of the config, else None (a bug: keep its
+    traceback). The config's: a `_target_` that does not import, arguments that do not fit its signature (the call
+    itself failed to bind, no frame of the target ran), a package it needs that is not installed, a target Hydra's
+    policy refuses, a `???` value never set. An error raised inside the target's code is a bug."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(exc, MissingMandatoryValue):
+        key = getattr(exc, "full_key", None) or "a value"
+        return ConfigError(f"{key} has no value: its config marks it mandatory (???). Fix: give it one, e.g. {key}=...")
+    if not isinstance(exc, InstantiationException):
+        return None
+    lines = str(exc).splitlines()
+    where = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "") or "the config"
+    named = re.search(r"target '([^']+)'", lines[0]) if lines else None
+    target = named.group(1) if named else "its _target_"
+    cause = exc.__cause__
+    if lines and lines[0].startswith("Error locating target"):
+        reason = _import_problem(exc)
+        return None if reason is None else _not_importable(where, target, reason)
+    if cause is None:  # Hydra refused the config itself (e.g. a target its policy blocks)
+        text = " ".join(line for line in lines if not line.startswith("full_key:"))
+        return ConfigError(f"{where}: {' '.join(text.split())} Fix: change {where}._target_ or its arguments.")
+    if isinstance(cause, ModuleNotFoundError):
+        return ConfigError(
+            f"{where}: {target} needs a package that is not installed ({cause}). Fix: install it (cnnlab's optional "
+            f"extras are listed in pyproject.toml, e.g. pip install -e '.[mlflow]')."
+        )
+    if isinstance(cause, TypeError) and cause.__traceback__ is not None and cause.__traceback__.tb_next is None:
+        text = str(cause)
+        if unexpected := re.search(r"unexpected keyword argument '(\w+)'", text):
+            taken = _parameters_of(target)
+            return _unexpected(where, unexpected.group(1), target, taken[0] if taken else [])
+        if "missing" in text and (required := re.findall(r"'(\w+)'", text.split("missing", 1)[1])):
+            return _required(where, required[0], target)
+        return ConfigError(f"{where}: the arguments do not fit {target} ({text}). Fix: match its signature.")
+    return None
+
+
+def _parameters_of(target: str) -> tuple[list[str], list[str], bool] | None:
+    try:
+        return target_parameters(locate(target))
+    except Exception:
+        return None
+
+
+def startup_error(exc: BaseException) -> ConfigError | None:
+    """Hydra's own error before or between jobs (composing the command line, a sweep's overrides) as one line;
+    None for anything else."""
+    import traceback
+
+    from hydra.errors import HydraException, InstantiationException
+
+    if isinstance(exc, HydraException) and not isinstance(exc, InstantiationException):
+        return ConfigError(hydra_error_line(exc))
+    parsing = {"create_optuna_distribution_from_override", "create_params_from_overrides"}
+    if isinstance(exc, (ValueError, TypeError)) and any(
+        frame.f_code.co_name in parsing for frame, _ in traceback.walk_tb(exc.__traceback__)
+    ):  # Optuna refused a distribution of the search space
+        return ConfigError(
+            f"the search space has a distribution Optuna refuses: {' '.join(str(exc).split())} Fix: check "
+            f"hydra.sweeper.params (conf/hparams_search/optuna.yaml, conf/hparams_search/space/<model>.yaml, and "
+            f"the command line)."
+        )
+    return None
+
+
+def defaults_for(choices: dict[str, Any], searchpath: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config the same group choices give without value overrides: the reference for types. `searchpath`
+    (hydra.searchpath) finds the options that live in the user's own config folders."""
     picked = [
         f"{k}=[{','.join(v)}]" if isinstance(v, (list, ListConfig)) else f"{k}={v}"
         for k, v in choices.items()
-        if v is not None and not k.startswith("hydra")
+        if v is not None and not k.startswith("hydra") and "@hydra" not in k
     ]
+    if searchpath:
+        quoted = ",".join("'" + str(p).replace("\\", "\\\\").replace("'", "\\'") + "'" for p in searchpath)
+        picked.append(f"hydra.searchpath=[{quoted}]")
     return compose_config(picked)  # eval.yaml adds no keys to train.yaml

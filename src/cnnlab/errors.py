@@ -31,9 +31,17 @@ def check_choice(name: str, value: object, choices: "list[str] | tuple[str, ...]
 
 
 def user_error(exc: BaseException) -> CnnlabError | None:
-    """The CnnlabError behind `exc` (Hydra's instantiate wraps errors raised by constructors), or None."""
+    """The CnnlabError behind `exc` (Hydra's instantiate wraps errors raised by constructors), or None: a bug.
+
+    The config's own faults that Hydra's instantiate raises (a `_target_` that does not import, arguments that do
+    not fit it, a `???` never set) become one ConfigError (`cnnlab.config.instantiation_error`); an error raised
+    inside a constructor's code stays a bug."""
+    chain = []
     while exc is not None:
         if isinstance(exc, CnnlabError):
             return exc
+        chain.append(exc)
         exc = exc.__cause__
-    return None
+    from cnnlab.config import instantiation_error  # here: cnnlab.config imports this module
+
+    return next((error for error in map(instantiation_error, chain) if error is not None), None)

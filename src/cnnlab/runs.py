@@ -22,11 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
 from cnnlab import config
-from cnnlab.errors import CnnlabError, RunInterrupted, user_error
+from cnnlab.errors import CnnlabError, ConfigError, RunInterrupted, user_error
 
 log = logging.getLogger("cnnlab")
 # Third-party chatter that says nothing about the run (internal deprecations, advertising tips).
@@ -134,6 +136,55 @@ def save_run_files(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler |
     return handler
 
 
+def task_choices(hydra_cfg: Any) -> dict[str, Any]:
+    """The run's config group choices (data, model, ...), without Hydra's own groups and the groups packaged into
+    Hydra's section (hparams_search/space@hydra.sweeper.params)."""
+    return {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra") and "@hydra" not in k}
+
+
+# The output directory (run dir, or sweep dir) of the Hydra command in this process and the deepest of its
+# folders that existed before the command: what a refused command may remove again. Set by OutputDirs.
+_OUTPUT: tuple[Path, Path] | None = None
+
+
+class OutputDirs(Callback):
+    """Notes, before Hydra creates it, which folders of the run or sweep directory already exist, so that a
+    command refused before it wrote anything leaves no empty folders behind (`remove_created`)."""
+
+    def _note(self, path: Any) -> None:
+        global _OUTPUT
+        output = Path(str(path)).absolute()
+        _OUTPUT = (output, next(p for p in (output, *output.parents) if p.exists()))
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._note(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._note(config.hydra.sweep.dir)
+
+
+def remove_created(path: Path, leftovers: tuple[str, ...] = ()) -> None:
+    """Remove `path` if it holds nothing (but `leftovers`, files Hydra wrote), and the folders above it this command
+    created, as far as they are empty. Without a note from OutputDirs (in-process callers) only `path` itself."""
+    path = Path(path).absolute()
+    output, existed = _OUTPUT if _OUTPUT is not None else (path, path.parent)
+    if path != output or not path.is_dir() or path == existed:
+        if path != output and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        return
+    if any(p.name not in leftovers or not p.is_file() for p in path.iterdir()):
+        return
+    for p in path.iterdir():
+        p.unlink()
+    for folder in (path, *path.parents):
+        if folder == existed or not folder.is_relative_to(existed):
+            break
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run's folder, or written meanwhile
+            break
+
+
 def run_job(
     cfg: DictConfig, check: Callable[[DictConfig, Path], Any], job: Callable[[DictConfig, Path, Any], dict[str, Any]]
 ) -> float | None:
@@ -149,7 +200,7 @@ def run_job(
     quiet()
     hydra_cfg = HydraConfig.get()
     run_dir, multirun = Path(hydra_cfg.runtime.output_dir), hydra_cfg.mode == RunMode.MULTIRUN
-    choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+    choices = task_choices(hydra_cfg)
     record: dict[str, Any] = {
         "status": "running",
         "seed": cfg.get("seed"),
@@ -159,12 +210,14 @@ def run_job(
     start = time.perf_counter()
     resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
     try:
-        config.validate(cfg, config.defaults_for(choices))
+        config.validate(cfg, config.defaults_for(choices, list(hydra_cfg.searchpath)))
         checked = check(cfg, run_dir)
         log_file = open_run_dir(run_dir, cfg, resuming)
     except Exception as e:
         cause = user_error(e)
         if cause is None:
+            if not multirun:
+                remove_created(run_dir)  # a bug, before anything was written: its traceback follows
             raise
         log.error("%s", cause)
         if multirun and run_dir.is_dir() and not any(run_dir.iterdir()):  # a new sweep job records its failure
@@ -173,8 +226,8 @@ def run_job(
                 logging.getLogger().removeHandler(handler)
                 handler.close()
             write_metrics(run_dir, {**record, "status": "failed", "error": str(cause), "wall_s": 0.0})
-        elif run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # the empty folder Hydra made for this refused run
+        else:
+            remove_created(run_dir)  # the empty folders Hydra made for this refused run
         return _end(multirun, EXIT_BAD_INPUT, str(cause))
     try:
         return _run_checked(run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
@@ -238,8 +291,7 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The config as flat 'group/key' scalars for TensorBoard's HParams tab."""
     from hydra.core.hydra_config import HydraConfig
 
-    choices = HydraConfig.get().runtime.choices
-    flat: dict[str, Any] = {f"choice/{k}": str(v) for k, v in choices.items() if not k.startswith("hydra")}
+    flat: dict[str, Any] = {f"choice/{k}": str(v) for k, v in task_choices(HydraConfig.get()).items()}
     for group in ("model", "optim", "schedule"):
         for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
             if not key.startswith("_"):
@@ -287,29 +339,76 @@ def quiet() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_tips)  # a set: added once
 
 
+def _raised_in_job(exc: BaseException) -> bool:
+    """Whether `exc` came out of run_job (which has already decided what it is), not out of Hydra around it."""
+    import traceback
+
+    return any(frame.f_code is run_job.__code__ for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def _failed_study(exc: BaseException) -> str | None:
+    """Optuna's sweeper ends a study in which no trial completed with a ValueError: one line from the jobs'
+    records instead (each holds its error), or None for any other exception."""
+    if not (isinstance(exc, ValueError) and "No trials are completed" in str(exc)) or _OUTPUT is None:
+        return None
+    records = {p.name: read_metrics(p) or {} for p in sorted(_OUTPUT[0].iterdir()) if (p / METRICS_FILE).is_file()}
+    if not records:
+        return None
+    job, first = next(iter(records.items()))
+    return (
+        f"no trial of the study completed: {len(records)} of {len(records)} jobs failed (job {job}: "
+        f"{first.get('error', first.get('status'))}); each job's metrics.json in {_OUTPUT[0]} holds its error."
+    )
+
+
 def console_script(main: Callable[[], Any], composes: str | None = None) -> Callable[[], None]:
     """Wrap a console script: bad input → one line, exit 2; Ctrl+C before a run saves anything → exit 130.
 
     With `composes`, the command line is composed first, so Hydra's own errors (an unknown option or key)
-    and an unusable output directory also end in one line before Hydra starts.
+    and an unusable output directory also end in one line before Hydra starts. Hydra's errors after that (a
+    sweep whose overrides do not compose, a search space Optuna refuses) end in one line too, and the sweep
+    directory such a sweep made is removed while it holds nothing but Hydra's multirun.yaml.
     """
 
     def wrapped() -> None:
+        global _OUTPUT
+        _OUTPUT = None  # noted afresh by this command's OutputDirs callback
         quiet()
+        full_error = os.environ.get("HYDRA_FULL_ERROR")
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to here instead of printing them
         try:
             overrides = _hydra_overrides(sys.argv[1:]) if composes else None
             if overrides is not None:
                 cfg = config.compose_config(overrides, name=composes, return_hydra_config=True)
-                check_writable(Path(str(cfg.hydra.run.dir)), "output directory", "choose another hydra.run.dir.")
+                try:
+                    run_dir = Path(str(cfg.hydra.run.dir))
+                except OmegaConfBaseException as e:  # e.g. resume=??? in the run directory's interpolation
+                    raise ConfigError(
+                        f"hydra.run.dir cannot be resolved ({' '.join(str(e).split())}). Fix: give the values it "
+                        f"refers to (e.g. resume=null), or choose hydra.run.dir=<folder>."
+                    ) from None
+                check_writable(run_dir, "output directory", "choose another hydra.run.dir.")
             main()
         except KeyboardInterrupt:
             sys.stderr.write("stopped by Ctrl+C.\n")
             sys.exit(130)
         except Exception as e:
             cause = user_error(e)
+            if not _raised_in_job(e):  # a job's own errors were handled (or re-raised as bugs) by run_job
+                cause = cause or config.startup_error(e)
+                if cause is not None and _OUTPUT is not None:
+                    remove_created(_OUTPUT[0], leftovers=("multirun.yaml",))
+            if cause is None and (failed := _failed_study(e)) is not None:
+                sys.stderr.write(f"error: {failed}\n")
+                sys.exit(1)  # a sweep whose jobs failed
             if cause is None:
                 raise
             bad_input(str(cause))
+        finally:
+            if full_error is None:
+                os.environ.pop("HYDRA_FULL_ERROR", None)
+            else:
+                os.environ["HYDRA_FULL_ERROR"] = full_error
 
     wrapped.__doc__ = main.__doc__
     return wrapped

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.runs import read_metrics
 
 if TYPE_CHECKING:
@@ -162,12 +162,59 @@ def _check_storage_support(storage: str) -> None:
         sys.exit(2)
 
 
+SPACE_GROUP = "hparams_search/space"  # <model>.yaml: a model's own search space (conf/hparams_search/optuna.yaml)
+
+
+def _has_key(config: DictConfig, key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(config, parent) if parent else config
+    return isinstance(node, DictConfig) and leaf in node
+
+
+def check_search_space(config: DictConfig) -> None:
+    """Before the first trial: every searched key must be a key of the config (a ConfigError naming it, so the
+    sweep ends in one line before it creates anything); a model without a space of its own gets a one-line note."""
+    choices = config.hydra.runtime.choices
+    model = choices.get("model")
+    space = dict(config.hydra.sweeper.params or {})
+    for key in space:
+        if key.startswith(("+", "~")) or "/" in key:  # an addition, a deletion, a config group: Hydra's to check
+            continue
+        if not _has_key(config, key):
+            raise ConfigError(
+                f"hydra.sweeper.params searches {key}, which is not a key of this config (model={model}). Fix: "
+                f"search only keys the config has (cnnlab-train model={model} --cfg job lists them); a model's own "
+                f"space belongs in conf/{SPACE_GROUP}/{model}.yaml."
+            )
+    try:
+        from hydra.core.global_hydra import GlobalHydra
+
+        options = GlobalHydra.instance().config_loader().get_group_options(SPACE_GROUP)
+    except Exception:  # outside a Hydra app: the repository's own files
+        from cnnlab.config import CONF_DIR
+
+        options = [p.stem for p in (CONF_DIR / SPACE_GROUP).glob("*.yaml")]
+    if model and model not in options:
+        log.warning(
+            "model=%s has no search space of its own (conf/%s/%s.yaml): searching %s only.",
+            model,
+            SPACE_GROUP,
+            model,
+            ", ".join(space) or "nothing",
+        )
+
+
 class OptunaSummary(Callback):
     """Before an Optuna multirun: check its storage can work. After: write optuna_summary.json into the sweep dir,
     covering the whole study (every run that continued it) when hydra.sweeper.storage is set."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweeper = config.hydra.sweeper
+        try:
+            check_search_space(config)
+        except ConfigError as e:  # Hydra turns a callback's exception into a warning: end the command here
+            log.error("%s", e)
+            sys.exit(2)
         storage = sweeper.get("storage")
         if not storage:
             return

@@ -1,5 +1,5 @@
 """Augmentation (conf/augment/): a pipeline of batched ops on B×C×H×W float images in [0, 1], each random per
-sample and one tensor op per batch."""
+sample and one tensor op per batch; a label-mixing op (MixingOp: Mixup, CutMix) last mixes the soft targets too."""
 
 from __future__ import annotations
 
@@ -205,8 +205,92 @@ class TorchvisionPolicy(BatchOp):
         return out.to(x.dtype) / 255
 
 
+class MixingOp(BatchOp):
+    """Base class of label-mixing ops (Mixup, CutMix): ops that blend pairs of training images *and* their labels.
+
+    Subclass it, set `name`, and implement `__call__(images, targets) -> (images, targets)`:
+
+    - `images`: the B×C×H×W float training batch in [0, 1] on the training device, after every image op of the
+      pipeline (the `Augmentation` runs at most one mixing op, and last).
+    - `targets`: B×K float soft targets, one probability vector per image (K = `ImageDataModule.num_classes`);
+      the datamodule passes the labels one-hot.
+    - Return the mixed images (same shape, dtype and device) and the B×K mixed targets: each row the same
+      convex combination of rows of `targets` as its image is of images, so every row still sums to 1.
+
+    Draw from torch's global RNG on `images.device`, as every op does (seeded per epoch; no `.item()`, nothing
+    moved to the host). `draw()` gives the draws both papers use: λ ~ Beta(α, α) (or λ = 1, no mixing, for a
+    batch skipped with probability 1 − p) and a random permutation that pairs image i with image perm[i].
+
+    The datamodule calls it on training batches only (validation and test images and labels are never mixed)
+    and hands the module (images, labels, mixed targets); the loss is cross-entropy against the mixed targets.
+    Mixing ops are label-safe by construction (the targets follow the pixels), so no dataset's `label_unsafe`
+    needs to name them; one still may, by `name`, to refuse the op on its data.
+    """
+
+    name = "mix"
+
+    def __init__(self, alpha: float = 1.0, p: float = 1.0) -> None:
+        if not (isinstance(alpha, (int, float)) and alpha > 0):
+            raise ConfigError(f"{self.name} alpha={alpha!r} must be > 0 (λ ~ Beta(α, α)). Fix: e.g. alpha=1.0.")
+        if not (isinstance(p, (int, float)) and 0 <= p <= 1):
+            raise ConfigError(f"{self.name} p={p!r} must be a probability in [0, 1]. Fix: e.g. p=1.0 (every batch).")
+        self.alpha, self.p = alpha, p
+
+    def draw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch's (λ, perm) on the batch's device: λ a 0-dim float32 tensor in [0, 1], perm a permutation of
+        0..B-1. λ ~ Beta(α, α) as the ratio of two Gamma(α) draws (torch's Beta sampler has no meta kernel), or 1
+        with probability 1 − p."""
+        device = images.device
+        gammas = torch.distributions.Gamma(
+            torch.full((2,), float(self.alpha), device=device), torch.ones(2, device=device), validate_args=False
+        ).sample()  # clamped to float32's smallest normal: never 0/0
+        lam = gammas[0] / gammas.sum()
+        if self.p < 1:
+            lam = torch.where(torch.rand((), device=device) < self.p, lam, torch.ones_like(lam))
+        return lam, torch.randperm(images.shape[0], device=device)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        raise NotImplementedError
+
+
+class Mixup(MixingOp):
+    """mixup (Zhang et al., ICLR 2018): per batch, λ ~ Beta(α, α) and a shuffled copy of the batch;
+    images λ·x + (1−λ)·x[perm], targets λ·y + (1−λ)·y[perm]."""
+
+    name = "mixup"
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lam, perm = self.draw(images)
+        return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
+
+
+class CutMix(MixingOp):
+    """CutMix (Yun et al., ICCV 2019): per batch, λ ~ Beta(α, α) and a shuffled copy of the batch; one box of
+    ⌊H·√(1−λ)⌋ × ⌊W·√(1−λ)⌋ pixels centred at a uniform random pixel (clipped at the border) is pasted from
+    x[perm] into every image, and λ is recomputed as the share of pixels kept: targets λ·y + (1−λ)·y[perm]."""
+
+    name = "cutmix"
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lam, perm = self.draw(images)
+        h, w = images.shape[-2:]
+        device = images.device
+        side = (1 - lam).sqrt()
+        cut_h, cut_w = (h * side).long(), (w * side).long()
+        top = torch.randint(0, h, (), device=device) - cut_h // 2
+        left = torch.randint(0, w, (), device=device) - cut_w // 2
+        ys = torch.arange(h, device=device).view(h, 1)
+        xs = torch.arange(w, device=device).view(1, w)
+        inside = (ys >= top) & (ys < top + cut_h) & (xs >= left) & (xs < left + cut_w)  # H×W, clipped by construction
+        kept = 1 - inside.sum().to(targets.dtype) / (h * w)
+        return torch.where(inside, images[perm], images), kept * targets + (1 - kept) * targets[perm]
+
+
 class Augmentation:
-    """Apply `ops` in order to a B×C×H×W float batch in [0, 1]; an empty list is the identity."""
+    """Apply `ops` in order to a B×C×H×W float batch in [0, 1]; an empty list is the identity.
+
+    Image ops (`BatchOp`) come first; a label-mixing op (`MixingOp`), if any, comes last and alone, and also
+    mixes the B×K soft targets passed with the images (see `__call__`)."""
 
     def __init__(self, ops: Sequence[BatchOp] = (), allow_label_unsafe: bool = False) -> None:
         self.ops = list(ops)
@@ -217,6 +301,13 @@ class Augmentation:
                 f"augmentation op {late[0]} (AlternatingFlip) must come first: it recognises each image by its pixels, "
                 f"which the ops before it ({', '.join(op.name for op in self.ops[: late[0]])}) change every epoch. "
                 "Fix: list cnnlab.augment.ops.AlternatingFlip first in augment.ops."
+            )
+        mixing = [i for i, op in enumerate(self.ops) if isinstance(op, MixingOp)]
+        if len(mixing) > 1 or (mixing and mixing[0] != len(self.ops) - 1):
+            raise ConfigError(
+                f"augmentation ops {', '.join(f'{i} ({self.ops[i].name})' for i in mixing)} mix labels: a pipeline "
+                "takes at most one label-mixing op, after every image op (each image is augmented, then pairs mixed). "
+                "Fix: keep one MixingOp (Mixup, CutMix) and list it last in augment.ops."
             )
 
     @property
@@ -229,15 +320,28 @@ class Augmentation:
         """True when every op is a pure tensor op (no per-image Python loop)."""
         return all(op.batched for op in self.ops)
 
+    @property
+    def mixes_labels(self) -> bool:
+        """True when the pipeline ends with a MixingOp: training batches then carry mixed soft targets."""
+        return bool(self.ops) and isinstance(self.ops[-1], MixingOp)
+
     def set_epoch(self, epoch: int) -> None:
         """Tell epoch-aware ops (AlternatingFlip) which training epoch the next batches belong to."""
         for op in self.ops:
             op.set_epoch(epoch)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        for op in self.ops:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None):
+        """Image ops, then the mixing op. With B×K soft `targets` returns (images, targets), both mixed by a
+        mixing op (unchanged targets otherwise); without, returns the images alone, mixed too (a preview, such
+        as LabImages' grid of what the network sees; training passes the targets: ImageDataModule)."""
+        mixing = self.ops[-1] if self.mixes_labels else None
+        for op in self.ops[:-1] if mixing else self.ops:
             images = op(images)
-        return images
+        if mixing is None:
+            return images if targets is None else (images, targets)
+        if targets is None:  # one placeholder class: the images mix exactly as they would with real targets
+            return mixing(images, images.new_ones(len(images), 1))[0]
+        return mixing(images, targets)
 
     def __repr__(self) -> str:
         return f"Augmentation({', '.join(map(repr, self.ops)) or 'identity'})"

@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import config, runs
+from cnnlab.cli.train import check_fits
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
 from cnnlab.training.checkpoints import check_model_matches, saved_config
@@ -41,8 +42,12 @@ def check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.ckpt_path or cfg.ckpt_path == "???":
         raise CnnlabError("no checkpoint given. Fix: cnnlab-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
     saved = saved_config(cfg.ckpt_path)
-    if any(o.lstrip("+~").startswith("model") for o in HydraConfig.get().overrides.task):
+    overrides = list(HydraConfig.get().overrides.task)
+    if any(o.lstrip("+~").startswith("model") for o in overrides):
         check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
+    if any(o.lstrip("+~").startswith("data") for o in overrides):  # another dataset: its images must fit the model
+        run_cfg = effective_config(cfg, saved, overrides)
+        check_fits(hydra.utils.instantiate(run_cfg.model), hydra.utils.instantiate(run_cfg.data))
     return saved
 
 

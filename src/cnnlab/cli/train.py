@@ -76,6 +76,7 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
         "best_checkpoint": best_path,
         "curves": module.curves,
         "world_size": trainer.world_size,
+        "mixes_labels": datamodule.augment.mixes_labels,  # train acc on mixed images: cnnlab-compare notes it
         **settings,
     }
 

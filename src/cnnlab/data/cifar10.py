@@ -86,6 +86,7 @@ class CIFAR10DataModule(ImageDataModule):
     """45,000 train / 5,000 validation (seeded split) / 10,000 official test images."""
 
     name = "CIFAR-10"
+    num_classes, in_channels, image_size = NUM_CLASSES, IMAGE_SHAPE[0], IMAGE_SHAPE[1:]
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -90,12 +90,12 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     name = "images"
-    num_classes: int = 10
-    in_channels: int = 3
-    image_size: tuple[int, int] = (32, 32)
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    std: tuple[float, ...] = (0.25, 0.25, 0.25)
-    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    num_classes: int  # each dataset declares these (class attributes, or its config's values)
+    in_channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()  # none: the class indices
     fixed: tuple[str, ...] = ("num_classes", "in_channels", "image_size")  # the dataset's own: others are refused
 
     def __init__(
@@ -138,8 +138,9 @@ class ImageDataModule(L.LightningDataModule):
                 ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
             if not ok:
                 what = "[height, width], two positive integers" if key == "image_size" else "a positive integer"
-                raise ConfigError(f"data.{key}={value!r} must be {what}. Fix: e.g. data.{key}={_show(getattr(self, key))}.")
-            own = getattr(self, key)
+                example = {"num_classes": "10", "in_channels": "3", "image_size": "[32,32]"}[key]
+                raise ConfigError(f"data.{key}={value!r} must be {what}. Fix: e.g. data.{key}={example}.")
+            own = getattr(self, key, None)
             if key in self.fixed and value != own:
                 raise ConfigError(
                     f"data.{key}={_show(value)} does not match {self.name}, whose {key.replace('_', ' ')} is "
@@ -147,6 +148,12 @@ class ImageDataModule(L.LightningDataModule):
                     f"Fix: data.{key}={_show(own)} (or remove the override)."
                 )
             setattr(self, key, value)
+        undeclared = [k for k in (*given, "mean", "std") if k not in vars(self) and not hasattr(type(self), k)]
+        if undeclared:
+            raise ConfigError(
+                f"{self.name} does not declare its {', '.join(undeclared)}. Fix: set them as class attributes of "
+                f"{type(self).__name__}, or in its config (e.g. data.{undeclared[0]}=...); docs/extending.md."
+            )
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
             raise ConfigError(
                 f"{self.name} declares {self.in_channels} channels but its mean/std have {len(self.mean)}/"
@@ -183,7 +190,8 @@ class ImageDataModule(L.LightningDataModule):
                 raise ConfigError(
                     f"augmentation op '{op}' changes what a label means on {self.name}: {self.label_unsafe[op]} "
                     f"Label-unsafe ops for {self.name}: {', '.join(self.label_unsafe)}. Fix: choose a label-safe "
-                    f"augmentation (e.g. augment=crop_flip), or set augment.allow_label_unsafe=true to run it anyway."
+                    f"augmentation (e.g. augment={'crop' if 'flip' in self.label_unsafe else 'crop_flip'}), "
+                    f"or set augment.allow_label_unsafe=true to run it anyway."
                 )
 
     def load_arrays(self) -> Arrays:
@@ -270,17 +278,27 @@ class ImageDataModule(L.LightningDataModule):
         return (images - mean) / std
 
     def prepare_batch(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        """uint8 batch → (augmented if train) normalised float batch, on the batch's device."""
+        """uint8 batch → (augmented if train) normalised float batch, on the batch's device. A label-mixing
+        augmentation mixes these images without targets: training batches come from on_after_batch_transfer."""
         images = images.float() / 255
         if train:
             images = self.augment(images)
         return self.normalize(images)
 
+    def soft_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """B int labels → B×num_classes one-hot float32 targets, on the labels' device (no host sync)."""
+        return torch.zeros(len(labels), self.num_classes, device=labels.device).scatter_(1, labels.view(-1, 1), 1.0)
+
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
+        """(images, labels) → (normalised images, labels); a training batch of an augmentation that mixes labels
+        (a MixingOp) → (mixed images, the un-mixed labels, the B×K mixed soft targets)."""
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         if training:
             self.augment.set_epoch(self.trainer.current_epoch)
+            if self.augment.mixes_labels:
+                mixed, targets = self.augment(images.float() / 255, self.soft_targets(labels))
+                return self.normalize(mixed), labels, targets
         return self.prepare_batch(images, train=training), labels
 
 

@@ -50,6 +50,7 @@ class TinyDataModule(ImageDataModule):
     """Synthetic stand-in for CIFAR-10 used by tests and demos; same module code path."""
 
     name = "tiny"
+    num_classes, in_channels, image_size = 10, 3, (32, 32)
     fixed = ("num_classes", "in_channels")  # any image size: the pictures are drawn at data.image_size
     mean = (0.46, 0.42, 0.43)  # measured on 1,000 generated images
     std = (0.20, 0.19, 0.20)

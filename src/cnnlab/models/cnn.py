@@ -43,9 +43,10 @@ class ConvNet(Backbone):
         batchnorm: bool = True,
         dropout: float = 0.0,
         padding_mode: str = "zeros",
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int | tuple[int, int] = 32,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int | tuple[int, int],
     ) -> None:
         check_choice("model.pool", pool, POOLS)
         height, width_px = image_hw(image_size)

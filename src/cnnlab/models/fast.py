@@ -69,9 +69,10 @@ class FastNet(Backbone):
         whiten_kernel: int = 2,
         bn_momentum: float = 0.6,
         scale: float = 1 / 9,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int | tuple[int, int] = 32,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int | tuple[int, int],
     ) -> None:
         whiten_width = (
             2 * in_channels * whiten_kernel**2

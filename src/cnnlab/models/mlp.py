@@ -18,9 +18,10 @@ class MLP(Backbone):
         hidden: Sequence[int] = (512, 256),
         activation: str = "relu",
         dropout: float = 0.0,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int | tuple[int, int] = 32,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int | tuple[int, int],
     ) -> None:
         make_activation(activation)
         if not 0 <= dropout < 1:

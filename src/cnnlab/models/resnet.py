@@ -75,9 +75,10 @@ class ResNet(Backbone):
         width: int = 16,
         blocks_per_stage: Sequence[int] = (2, 2, 2),
         activation: str = "relu",
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int | tuple[int, int] = 32,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int | tuple[int, int],
     ) -> None:
         check_choice("model.block", block, BLOCKS)
         make_activation(activation)

@@ -34,6 +34,25 @@ def train_val_gap(job: Job) -> float | None:
     return train_acc[-1] - final if train_acc and final is not None else None
 
 
+def mixes_labels(job: Job) -> bool:
+    """Whether the job trained on label-mixed images (its augment.ops end with a MixingOp: mixup, cutmix), as its
+    metrics.json records it (`mixes_labels`, read off the augmentation the run built from its config)."""
+    return bool(job.metrics.get("mixes_labels"))
+
+
+def mixing_note(jobs: list[Job], axes: list[str]) -> list[str]:
+    """One line (and a blank) for summary.md when any job mixed labels: its train–val gap means something else."""
+    settings = sorted({setting_of(job, axes) for job in jobs if mixes_labels(job)})
+    if not settings:
+        return []
+    return [
+        f"Label-mixing augmentation in {', '.join(settings)}: train acc there is measured on mixed images (against "
+        "each image's dominant label), not comparable with val acc on clean images, so its train_val_gap is not an "
+        "overfitting measure.",
+        "",
+    ]
+
+
 def job_row(job: Job, axes: list[str]) -> dict[str, Any]:
     """One CSV row: the swept values, the seed and the job's numbers."""
     m = job.metrics
@@ -142,6 +161,7 @@ def write_markdown(
         "train_val_gap = final train acc − final val acc (the overfitting symptom); wall_s is summed over seeds. "
         "Sorted by final val acc.",
         "",
+        *mixing_note(jobs, axes),
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]

@@ -184,7 +184,10 @@ class WhitenFromData(L.Callback):
     def _conv(self, pl_module) -> torch.nn.Conv2d:
         features = getattr(pl_module.net, "features", None)
         conv = features[0] if isinstance(features, torch.nn.Sequential) else None
-        if not isinstance(conv, torch.nn.Conv2d) or 2 * conv.in_channels * conv.kernel_size[0] ** 2 != conv.out_channels:
+        if (
+            not isinstance(conv, torch.nn.Conv2d)
+            or 2 * conv.in_channels * conv.kernel_size[0] ** 2 != conv.out_channels
+        ):
             raise CnnlabError(
                 f"callbacks.whiten needs a backbone whose first layer (features.0) is a whitening conv "
                 f"(C → 2·C·k² channels), but it is {conv}. Fix: use it with model=fast."

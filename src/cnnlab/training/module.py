@@ -32,7 +32,7 @@ class ImageClassifier(L.LightningModule):
         self.smoothing = config["label_smoothing"]
         self.tta = config.get("tta", 0)
         self.channels_last = config.get("channels_last") is True  # train.py resolves "auto" before building
-        num_classes = config["data"].get("num_classes") or self.net.num_classes  # the data's count (older runs: the net's)
+        num_classes = config["data"].get("num_classes") or self.net.num_classes  # older runs: the net's
         self.acc = torch.nn.ModuleDict(
             {f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in (*STAGES, "tta")}
         )
@@ -47,14 +47,20 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Under a label-mixing augmentation (augment.ops ends with a MixingOp) a training batch is (images, labels,
+        B×K mixed soft targets): the loss is cross-entropy against the mixed targets (label smoothing applies to
+        them as to one-hot labels); train/loss is that cross-entropy without smoothing (the mixed objective, whose
+        floor is the mixed targets' entropy, not 0: not comparable with val/loss), and train/acc is the accuracy on
+        the mixed images against each image's dominant label (the class with the largest share of its target)."""
+        images, labels, *mixed = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.smoothing if stage == "train" else 0.0)
+        targets = mixed[0] if mixed else labels
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.smoothing if stage == "train" else 0.0)
         # Report plain cross-entropy in every stage so train and val losses are comparable under smoothing.
-        reported = F.cross_entropy(logits.detach(), labels) if stage == "train" and self.smoothing else loss.detach()
+        reported = F.cross_entropy(logits.detach(), targets) if stage == "train" and self.smoothing else loss.detach()
         acc, mean_loss = self.acc[f"{stage}_acc"], self.mean_loss[f"{stage}_loss"]
-        acc.update(logits.detach(), labels)
+        acc.update(logits.detach(), targets.argmax(-1) if mixed else labels)
         mean_loss.update(reported, weight=len(labels))
         return loss, logits
 
