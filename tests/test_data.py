@@ -550,7 +550,14 @@ def test_the_datamodules_python_defaults_agree_with_the_config():
 
     data = yaml.safe_load((REPO / "conf/data/cifar10.yaml").read_text())
     train = yaml.safe_load((REPO / "conf/train.yaml").read_text())
-    dm = ImageDataModule()
+    from cnnlab.data.cifar10 import CIFAR10DataModule
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="images does not declare its num_classes, in_channels, image_size, mean, std"
+    ):
+        ImageDataModule()  # the base class has no shape: no 10, 3 or 32 outside a dataset's own file
+    dm = CIFAR10DataModule()
     for key in ("batch_size", "eval_batch_size", "val_size", "train_subset", "split_seed", "drop_last"):
         assert getattr(dm, key) == data[key], key
     assert dm.seed == train["seed"] == 0
