@@ -201,3 +201,37 @@ def test_linearity_refuses_a_model_without_an_activation_and_runs_on_a_resnet(mo
     out = run_tool(linearity, RESNET, monkeypatch, capsys)
     identity = next(line for line in out.splitlines() if line.startswith("│ identity"))
     assert float(identity.split("│")[3]) < 1e-4  # a ResNet without nonlinearities is one affine map
+
+
+class PlainNet(nn.Module):
+    """Any nn.Module with no features/head split: it trains; the table and the field are left out, said once."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.out = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.out(self.body(x).flatten(1))
+
+
+def test_a_plain_nn_module_trains_and_records_no_receptive_field(tmp_path, caplog):
+    caplog.set_level("INFO", logger="cnnlab")
+    record = train(
+        tmp_path / "run",
+        "model._target_=test_extension.PlainNet",
+        "~model.depth",
+        "~model.width",
+        "~model.growth",
+        "~model.convs_per_block",
+        "~model.kernel_size",
+        "~model.dilation",
+        "~model.pool",
+        "~model.activation",
+        "~model.batchnorm",
+        "~model.dropout",
+        "~model.padding_mode",
+    )
+    assert record["status"] == "completed" and record["receptive_field"] is None
+    assert record["params"] == 3 * 8 * 9 + 8 + 8 * 10 + 10
+    assert "not a cnnlab.models.Backbone" in caplog.text

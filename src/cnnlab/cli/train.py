@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from cnnlab import config, runs
 from cnnlab.errors import ConfigError
-from cnnlab.models import count_parameters
+from cnnlab.models import Backbone, count_parameters
 from cnnlab.models.receptive_field import final_receptive_field, too_small_warning
 from cnnlab.models.summary import summary_table
 from cnnlab.training import callbacks as cb
@@ -38,15 +38,25 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
     module = ImageClassifier(run_config(cfg))
     shape = datamodule.input_shape
-    params, rf = count_parameters(module.net), final_receptive_field(module.net.features, shape)
+    backbone = module.net if isinstance(module.net, Backbone) else None  # any nn.Module trains; tables need features
+    params = count_parameters(module.net)
+    rf = final_receptive_field(backbone.features, shape) if backbone is not None else None
     if cfg.compile:
         module.net.compile()  # in place: checkpoints keep their plain parameter names
     meter = cb.ThroughputMeter()
     trainer = build_trainer(cfg, run_dir, [meter, cb.ReseedEachEpoch(cfg.seed)])
     if trainer.is_global_zero:
-        runs.console().print(summary_table(module.net, shape))
+        if backbone is not None:
+            runs.console().print(summary_table(backbone, shape))
+        else:
+            log.info(
+                "%s: %s parameters; no model table or receptive field: it is not a cnnlab.models.Backbone "
+                "(features + head, docs/extending.md)",
+                type(module.net).__name__,
+                f"{params:,}",
+            )
         log.info("augment: %s", datamodule.augment)
-        if warning := too_small_warning(module.net.features, shape):
+        if backbone is not None and (warning := too_small_warning(backbone.features, shape)):
             log.warning(warning)
     hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
     for logger in trainer.loggers:  # TensorBoard's HParams tab needs the metrics it will compare declared
