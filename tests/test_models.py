@@ -61,7 +61,7 @@ def test_too_deep_is_refused_with_the_largest_valid_depth(pool):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"pool": "maxx"}, r"model.pool='maxx'.*Valid: max, avg, stride, none"),
+        ({"pool": "maxx"}, r"model.pool='maxx'.*Valid: max, avg, stride, conv, blur, none"),
         ({"activation": "tanhh"}, r"model.activation='tanhh'.*Valid: relu, gelu, identity"),
         ({"depth": 0}, r"model.depth=0 must be a positive integer"),
         ({"width": -4}, r"model.width=-4 must be a positive integer"),

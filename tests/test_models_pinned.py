@@ -388,7 +388,7 @@ def test_whitening_fitted_on_data_whitens_its_patches_with_the_negative_half_mir
 # ---------------------------------------------------------------------------------------------------------------
 
 CONVNET_REFUSALS = [
-    ({"pool": "maxx"}, "model.pool='maxx' is not a valid choice. Valid: max, avg, stride, none. "
+    ({"pool": "maxx"}, "model.pool='maxx' is not a valid choice. Valid: max, avg, stride, conv, blur, none. "
      "Fix: pass e.g. model.pool=max."),
     ({"activation": "tanhh"}, "model.activation='tanhh' is not a valid choice. Valid: relu, gelu, identity. "
      "Fix: pass e.g. model.activation=relu."),

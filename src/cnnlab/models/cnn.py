@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, check_choice
 from cnnlab.models import Backbone, image_hw, make_activation
 
-POOLS = ("max", "avg", "stride", "none")
+POOLS = ("max", "avg", "stride", "conv", "blur", "none")
 PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 
 
@@ -27,7 +28,10 @@ class ConvNet(Backbone):
     """`depth` blocks that halve the spatial size and grow channels; global average pool; linear head.
 
     pool: max / avg → a 2×2 pooling layer after the block's convs; stride → the block's last conv has
-    stride 2; none → no downsampling (the receptive field then grows only through kernel and dilation).
+    stride 2; conv → one more 3×3 conv of stride 2 with its BN and nonlinearity, a learned downsampling (All-CNN,
+    Springenberg et al. 2014); blur → 2×2 max pooling at stride 1, then a fixed binomial low-pass filter of
+    `blur_size` taps at stride 2 (MaxBlurPool, Zhang 2019); none → no downsampling (the receptive field then grows
+    only through kernel and dilation).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class ConvNet(Backbone):
         batchnorm: bool = True,
         dropout: float = 0.0,
         padding_mode: str = "zeros",
+        blur_size: int = 3,
         *,
         num_classes: int,
         in_channels: int,
@@ -60,6 +65,7 @@ class ConvNet(Backbone):
                 f"Fix: model.kernel_size=3 (or 5, 7)."
             )
         check_choice("model.padding_mode", padding_mode, PADDING_MODES)
+        check_choice("model.blur_size", blur_size, BLUR_SIZES)
         if not isinstance(growth, (int, float)) or isinstance(growth, bool) or growth <= 0:
             raise ConfigError(
                 f"model.growth={growth!r} must be a number > 0 (the channel multiplier per block). "
@@ -86,6 +92,7 @@ class ConvNet(Backbone):
                     activation,
                     batchnorm,
                     padding_mode,
+                    blur_size,
                 )
             )
             channels = out_channels
@@ -105,6 +112,7 @@ class ConvNet(Backbone):
         activation: str,
         batchnorm: bool,
         padding_mode: str,
+        blur_size: int,
     ) -> nn.Sequential:
         layers: list[nn.Module] = []
         for i in range(convs):
@@ -128,7 +136,42 @@ class ConvNet(Backbone):
             layers.append(nn.MaxPool2d(2))
         elif pool == "avg":
             layers.append(nn.AvgPool2d(2))
+        elif pool == "conv":
+            layers.append(
+                nn.Conv2d(c_out, c_out, 3, stride=2, padding=1, bias=not batchnorm, padding_mode=padding_mode)
+            )
+            layers += [nn.BatchNorm2d(c_out)] if batchnorm else []
+            layers.append(make_activation(activation))
+        elif pool == "blur":
+            layers += [nn.MaxPool2d(2, stride=1), BlurPool2d(c_out, blur_size)]
         return nn.Sequential(*layers)
+
+
+BLUR_SIZES = (1, 3, 5, 7)  # odd: a centred filter with the same padding on both sides
+
+
+class BlurPool2d(nn.Conv2d):
+    """A fixed low-pass filter at stride 2, per channel: the outer product of binomial taps (1 2 1 for 3), summing
+    to 1. Padding replicates the border ((size − 1)/2 pixels); Zhang pads by reflection, which needs a map wider
+    than the padding, and the deepest blocks here see 1×1 maps. Its weights are frozen: it adds no parameters
+    that train."""
+
+    def __init__(self, channels: int, size: int = 3) -> None:
+        super().__init__(
+            channels,
+            channels,
+            size,
+            stride=2,
+            padding=(size - 1) // 2,
+            groups=channels,
+            bias=False,
+            padding_mode="replicate",
+        )
+        taps = torch.tensor([math.comb(size - 1, i) for i in range(size)], dtype=torch.float32)
+        kernel = torch.outer(taps, taps) / taps.sum() ** 2
+        with torch.no_grad():
+            self.weight.copy_(kernel.expand(channels, 1, size, size))
+        self.weight.requires_grad_(False)
 
 
 EXAMPLES = {"depth": 3, "width": 32, "convs_per_block": 1, "kernel_size": 3, "dilation": 1}
