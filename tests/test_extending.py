@@ -69,8 +69,9 @@ def assert_shows(expected: str, output: str, where: str) -> None:
             continue
         pattern = re.compile(".*?".join(map(re.escape, want.split("…"))))
         found = next((i for i in range(at, len(lines)) if pattern.search(lines[i])), None)
-        assert found is not None, f"{where}: the page shows\n  {want}\nbut the output (from line {at}) was:\n" + (
-            "\n".join(lines[at:])[-6000:]
+        assert found is not None, (
+            f"{where}: the page shows\n  {want}\nbut the output (from line {at}) was:\n"
+            + ("\n".join(lines[at:])[-6000:])
         )
         at = found + 1
 
@@ -88,8 +89,13 @@ class Shell:
     def run(self, command: str) -> tuple[int, str]:
         script = f'{command}\n__rc=$?\nenv -0 > "{self._env_file}"\nexit $__rc\n'
         proc = subprocess.run(
-            ["bash", "-c", script], cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=300,
+            ["bash", "-c", script],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
         )
         if self._env_file.exists():
             entries = self._env_file.read_text().split("\0")
@@ -181,6 +187,9 @@ def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
                     first_script = first_script and argv[0] not in SCRIPTS
                     code, output = shell.run(command)
                 ran[command] = (code, output)
+                import time as _t
+
+                open("/tmp/ext_times.txt", "a").write(f"{_t.time():.1f} {command[:80]}\n")
                 outputs.append(output)
                 assert code == expected, f"{where}: `{command}` exited {code}, not {expected}:\n{output[-6000:]}"
             previous = "\n".join(outputs)

@@ -111,7 +111,10 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_cli_bad_value_is_one_clear_error_without_traceback(tmp_path):
     proc = cli("data=tiny", "model.pool=maxx", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "model.pool='maxx' is not a valid choice. Valid: max, avg, stride, conv, blur, none" in proc.stderr + proc.stdout
+    assert (
+        "model.pool='maxx' is not a valid choice. Valid: max, avg, stride, conv, blur, none"
+        in proc.stderr + proc.stdout
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "run").exists()  # a refused command writes nothing
 

@@ -140,6 +140,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "norm_lr_scale": (lambda v: v > 0, "a number > 0", "1.0"),
     "threads": (lambda v: v >= 1, "an integer >= 1 (or null: torch's default)", "2"),
     "tta": (lambda v: v in (0, 1, 2), "0 (off), 1 (mirror) or 2 (mirror + translate)", "0"),
+    "consistency_shift": (lambda v: v >= 0, "an integer >= 0 (0: off)", "4"),
     "trainer.max_epochs": (lambda v: v >= 1, "an integer >= 1", "10"),
     "trainer.max_steps": (lambda v: v == -1 or v >= 1, "an integer >= 1, or -1 for no limit", "-1"),
     "data.batch_size": (lambda v: v >= 1, "an integer >= 1", "128"),

@@ -64,6 +64,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, saved: dict[str, Any]) -> dict[str,
         "test_acc": result["test/acc"],
         "test_loss": result["test/loss"],
         "test_acc_tta": result.get("test/acc_tta"),
+        "test_consistency": result.get("test/consistency"),
         "params": count_parameters(module.net),
         "data": run_cfg.data._target_.rsplit(".", 1)[-1],
     }

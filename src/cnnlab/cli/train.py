@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from cnnlab import config, runs
 from cnnlab.errors import ConfigError
-from cnnlab.models import Backbone, count_parameters
+from cnnlab.models import Backbone, count_macs, count_parameters
 from cnnlab.models.receptive_field import final_receptive_field, too_small_warning
 from cnnlab.models.summary import summary_table
 from cnnlab.training import callbacks as cb
@@ -26,7 +26,7 @@ from cnnlab.training.module import ImageClassifier
 from cnnlab.training.trainer import build_trainer, run_config
 
 log = logging.getLogger("cnnlab")
-HP_METRICS = ("hp/val_acc_best", "hp/test_acc")
+HP_METRICS = ("hp/val_acc_best", "hp/test_acc", "hp/test_consistency")
 
 
 def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     module = ImageClassifier(run_config(cfg))
     shape = datamodule.input_shape
     backbone = module.net if isinstance(module.net, Backbone) else None  # any nn.Module trains; tables need features
-    params = count_parameters(module.net)
+    params, macs = count_parameters(module.net), count_macs(module.net, shape)
     rf = final_receptive_field(backbone.features, shape) if backbone is not None else None
     if cfg.compile:
         module.net.compile()  # in place: checkpoints keep their plain parameter names
@@ -58,7 +58,7 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
         log.info("augment: %s", datamodule.augment)
         if backbone is not None and (warning := too_small_warning(backbone.features, shape)):
             log.warning(warning)
-    hparams = {**runs.flat_hparams(cfg), "params": params, "receptive_field": rf}
+    hparams = {**runs.flat_hparams(cfg), "params": params, "macs": macs, "receptive_field": rf}
     for logger in trainer.loggers:  # TensorBoard's HParams tab needs the metrics it will compare declared
         logger.log_hyperparams(
             hparams, *([{m: 0.0 for m in HP_METRICS}] if isinstance(logger, TensorBoardLogger) else [])
@@ -68,9 +68,10 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     best_path = best.best_model_path if best is not None else ""
     val_final = float(trainer.callback_metrics["val/acc"]) if "val/acc" in trainer.callback_metrics else None
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+    consistency = test.get("test/consistency")
     val_best = float(best.best_model_score) if best is not None and best.best_model_score is not None else val_final
     for logger in trainer.loggers:
-        hp = {"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"]}
+        hp = {"hp/val_acc_best": val_best, "hp/test_acc": test["test/acc"], "hp/test_consistency": consistency}
         logger.log_metrics({k: v for k, v in hp.items() if v is not None}, step=trainer.global_step)
         logger.finalize("success")  # flush and close files before the record says "completed"
     return {
@@ -79,8 +80,10 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
         "test_acc": test["test/acc"],
         "test_loss": test["test/loss"],
         "test_acc_tta": test.get("test/acc_tta"),
+        "test_consistency": consistency,
         "epochs": trainer.current_epoch,
         "params": params,
+        "macs": macs,
         "receptive_field": rf,
         "train_images_per_s": meter.images_per_second,
         "best_checkpoint": best_path,
@@ -94,7 +97,14 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
 def check(cfg: DictConfig, run_dir: Path) -> Path | None:
     """Everything that can be refused before a file is written: the model's and the data's own arguments
     (built once, cheaply, and dropped) and the resume; returns the checkpoint to resume from."""
-    check_fits(instantiate(cfg.model), instantiate(cfg.data, augment=instantiate(cfg.augment)))
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+    check_fits(instantiate(cfg.model), datamodule)
+    if cfg.consistency_shift >= min(datamodule.image_size):  # reflect padding needs a wider image than the shift
+        smallest = min(datamodule.image_size)
+        raise ConfigError(
+            f"consistency_shift={cfg.consistency_shift} is not below the {smallest}-px side of {datamodule.name}'s "
+            f"images. Fix: e.g. consistency_shift={max(1, smallest // 8)} (or 0 to turn the measure off)."
+        )
     check_device(cfg)
     return resume_checkpoint(cfg, run_dir)
 

@@ -47,3 +47,36 @@ def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def count_macs(net: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of one forward pass on one C×H×W image, counted by hooks on every Conv2d and Linear
+    (out pixels × out channels × in channels / groups × kernel area; in × out): pooling, BN and activations are
+    not MACs. Functional convolutions in a custom forward are not seen."""
+    total = 0
+
+    def conv(module: nn.Conv2d, _inputs, out: torch.Tensor) -> None:
+        nonlocal total
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        total += out[0].numel() * module.in_channels // module.groups * kernel
+
+    def linear(module: nn.Linear, inputs, _out) -> None:
+        nonlocal total
+        total += inputs[0][0].numel() * module.out_features  # one image's inputs (all positions) × outputs
+
+    hooks = [
+        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = net.training
+    net.eval()
+    try:
+        parameter = next(net.parameters(), None)
+        net(torch.zeros(1, *input_shape, device=parameter.device if parameter is not None else None))
+    finally:
+        net.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return total

@@ -11,10 +11,12 @@ from cnnlab.report.collect import Job
 
 JOB_COLUMNS = (
     "params",
+    "macs",
     "receptive_field",
     "val_acc_final",
     "val_acc_best",
     "test_acc",
+    "test_consistency",
     "train_val_gap",
     "epochs",
     "wall_s",
@@ -106,12 +108,14 @@ def grouped_rows(jobs: list[Job], axes: list[str]) -> list[dict[str, Any]]:
                 "setting": setting,
                 "jobs": f"{len(done)}/{len(members)}",
                 "params": next((j.metrics.get("params") for j in members if j.metrics.get("params")), None),
+                "macs": next((j.metrics.get("macs") for j in members if j.metrics.get("macs")), None),
                 "receptive_field": next(
                     (j.metrics.get("receptive_field") for j in members if j.metrics.get("receptive_field")), None
                 ),
                 "val_acc_best": _mean_std(values("val_acc_best")),
                 "val_acc_final": _mean_std(values("val_acc_final")),
                 "test_acc": _mean_std(values("test_acc")),
+                "test_consistency": _mean_std(values("test_consistency")),
                 "train_val_gap": _mean_std(gaps),
                 "epochs": max(values("epochs"), default=None),
                 "wall_s": round(sum(values("wall_s")), 1),

@@ -31,6 +31,8 @@ class ImageClassifier(L.LightningModule):
         self.net: torch.nn.Module = instantiate(config["model"])
         self.smoothing = config["label_smoothing"]
         self.tta = config.get("tta", 0)
+        self.consistency_shift = config.get("consistency_shift", 0)
+        self.consistency = MeanMetric()  # share of test images whose top-1 class two random shifts agree on
         self.channels_last = config.get("channels_last") is True  # train.py resolves "auto" before building
         num_classes = config["data"].get("num_classes") or self.net.num_classes  # older runs: the net's
         self.acc = torch.nn.ModuleDict(
@@ -72,6 +74,8 @@ class ImageClassifier(L.LightningModule):
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True)
         if stage == "test" and self.tta:
             self.log("test/acc_tta", self.acc["tta_acc"], on_step=False, on_epoch=True)
+        if stage == "test" and self.consistency_shift:
+            self.log("test/consistency", self.consistency, on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
@@ -81,12 +85,16 @@ class ImageClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
+        # The same shifts for every test of this run's config (eval too): drawn from the run's seed, on the device.
+        self.shift_generator = torch.Generator(self.device).manual_seed(self.config.get("seed", 0))
 
     def test_step(self, batch, batch_idx: int) -> None:
         _, logits = self._step(batch, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
         if self.tta:
             self.acc["tta_acc"].update(predict_tta(self, batch[0], self.tta), batch[1])
+        if self.consistency_shift:
+            self.consistency.update(shift_agreement(self, batch[0], self.consistency_shift, self.shift_generator))
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -147,3 +155,27 @@ def predict_tta(model: torch.nn.Module, images: torch.Tensor, level: int) -> tor
     padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
     translated = 0.5 * mirror(padded[..., :h, :w]) + 0.5 * mirror(padded[..., 2:, 2:])
     return 0.5 * mirror(images) + 0.5 * translated
+
+
+def shifted(images: torch.Tensor, shift: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Each image moved by its own (dy, dx) in −shift..shift (offsets: B×2 ints), the border filled by reflecting
+    the image (so no black edge tells the network it moved): a crop of the reflect-padded image."""
+    b, c, h, w = images.shape
+    padded = F.pad(images, (shift,) * 4, mode="reflect")
+    width = w + 2 * shift
+    dy, dx = (offsets[:, :1] + shift), (offsets[:, 1:] + shift)
+    rows = (dy + torch.arange(h, device=images.device)).view(b, h, 1)
+    cols = (dx + torch.arange(w, device=images.device)).view(b, 1, w)
+    index = (rows * width + cols).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
+
+
+@torch.no_grad()
+def shift_agreement(
+    model: torch.nn.Module, images: torch.Tensor, shift: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Per image, 1.0 when its top-1 class is the same for two random shifts of up to `shift` px on each axis, else
+    0.0: Zhang's (2019) consistency, with shifts drawn independently per copy and reflect padding."""
+    draws = torch.randint(-shift, shift + 1, (2, len(images), 2), generator=generator, device=images.device)
+    first, second = (model(shifted(images, shift, d)).argmax(-1) for d in draws)
+    return (first == second).float()
