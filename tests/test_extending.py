@@ -6,7 +6,8 @@
 - `bash` blocks run command by command, as one shell session would (exported variables carry over). The first
   cnnlab console script runs as a real subprocess, which proves `export PYTHONPATH=$PWD` lets a console script
   import the user's package; the others call the same entry point in this process (each new Python would spend
-  ~6 s importing torch and Lightning). A command ending in a comment `... exit N` must exit N, the others 0.
+  ~6 s importing torch and Lightning), and so does `python -m pytest` (through `pytest.main`). A command ending
+  in a comment `... exit N` must exit N, the others 0.
 - `python` blocks run in one namespace, in the scratch folder.
 - A `text` block is the expected output of the block before it: each line but `...` must appear, in order, in
   an output line (whitespace runs collapsed); `…` inside a line matches any text.
@@ -36,15 +37,16 @@ PACKAGE = "mylab"
 SCRIPTS = {e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("cnnlab-")}
 
 
-def page_blocks() -> list[tuple[str, str]]:
-    """(language, body) of every fenced block of the page, in order."""
-    return FENCE.findall(DOC.read_text())
+def page_blocks() -> list[tuple[str, str, int]]:
+    """(language, body, line number of the body's first line) of every fenced block of the page, in order."""
+    text = DOC.read_text()
+    return [(m.group(1), m.group(2), text.count("\n", 0, m.start(2)) + 1) for m in FENCE.finditer(text)]
 
 
-def repo_files(blocks: list[tuple[str, str]]) -> dict[Path, str]:
+def repo_files(blocks: list[tuple[str, str, int]]) -> dict[Path, str]:
     """The repository files the page writes (its conf/ files), with the text each gets."""
     files = {}
-    for _, body in blocks:
+    for _, body, _ in blocks:
         if (m := FILE.match(body)) and m.group(1).startswith("conf/"):
             files[REPO / m.group(1)] = body
     return files
@@ -104,13 +106,18 @@ class Shell:
         return proc.returncode, proc.stdout
 
 
+def in_process(argv: list[str]) -> bool:
+    """Whether a command is a cnnlab console script or `python -m pytest`, which run in this process."""
+    return argv[0] in SCRIPTS or argv[:3] == ["python", "-m", "pytest"]
+
+
 def run_in_process(argv: list[str], capfd) -> tuple[int, str]:
-    """A cnnlab console script through its entry point, in this process: (exit code, stdout then stderr)."""
+    """A cnnlab console script through its entry point, or pytest, in this process: (exit code, stdout then
+    stderr)."""
     saved = sys.argv
     sys.argv = argv
     try:
-        SCRIPTS[argv[0]].load()()
-        code = 0
+        code = int(pytest.main(argv[3:])) if argv[0] == "python" else SCRIPTS[argv[0]].load()() or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
@@ -133,24 +140,24 @@ def page_conf_files():
 
 
 @pytest.fixture
-def clean_process(monkeypatch):
+def clean_process(tmp_path):
     """Undo what the in-process commands change globally: logging handlers (Hydra configures them per run and
-    binds them to the captured stdout), the user package's modules, the environment."""
-    loggers = [logging.getLogger()] + [
+    binds them to the captured stdout), the environment, sys.path, and the modules imported from the scratch
+    folder (the user's package and test file)."""
+    every_logger = lambda: [logging.getLogger()] + [  # noqa: E731
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
-    saved = {lg: (list(lg.handlers), lg.level, lg.propagate) for lg in loggers}
-    environ = dict(os.environ)
+    saved = {lg: (list(lg.handlers), lg.level, lg.propagate) for lg in every_logger()}
+    environ, path = dict(os.environ), list(sys.path)
     yield
-    for lg in [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]:
-        handlers, level, propagate = saved.get(lg, ([], logging.NOTSET, True))
-        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+    for lg in every_logger():
+        lg.handlers[:], lg.level, lg.propagate = saved.get(lg, ([], logging.NOTSET, True))
     os.environ.clear()
     os.environ.update(environ)
-    for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
-        del sys.modules[name]
+    sys.path[:] = path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)) or name == PACKAGE:
+            del sys.modules[name]
 
 
 def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
@@ -166,8 +173,8 @@ def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
     first_script = True
     previous = ""
     capfd.readouterr()
-    for index, (language, body) in enumerate(blocks):
-        where = f"docs/extending.md block {index + 1} ({language})"
+    for language, body, line in blocks:
+        where = f"docs/extending.md:{line} ({language} block)"
         for entry in filter(None, shell.env.get("PYTHONPATH", "").split(os.pathsep)):
             if entry not in sys.path:
                 monkeypatch.syspath_prepend(entry)  # what the page's `export PYTHONPATH` gives the shell
@@ -181,7 +188,7 @@ def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
             for command in commands(body):
                 expected = int(m.group(1)) if (m := EXIT.search(command)) else 0
                 argv = shlex.split(command, comments=True)
-                if argv[0] in SCRIPTS and not first_script:
+                if in_process(argv) and not first_script:
                     code, output = run_in_process(argv, capfd)
                 else:
                     first_script = first_script and argv[0] not in SCRIPTS
@@ -194,7 +201,7 @@ def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
                 assert code == expected, f"{where}: `{command}` exited {code}, not {expected}:\n{output[-6000:]}"
             previous = "\n".join(outputs)
         elif language == "python":
-            exec(compile(body, where, "exec"), namespace)
+            exec(compile("\n" * (line - 1) + body, str(DOC), "exec"), namespace)  # tracebacks show the page's lines
             previous = capfd.readouterr().out
         elif language == "text":
             assert previous, f"{where}: a text block follows no output"

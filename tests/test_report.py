@@ -150,7 +150,8 @@ def test_csv_has_one_row_per_job_in_job_order_with_the_jobs_own_numbers(report, 
 def test_csv_columns_are_the_job_the_swept_values_the_seed_then_the_numbers_one_row_per_line(report):
     raw = (report / "summary.csv").read_bytes()
     header = (
-        "job,model.depth,seed,params,receptive_field,val_acc_final,val_acc_best,test_acc,train_val_gap,epochs,wall_s"
+        "job,model.depth,seed,params,macs,receptive_field,val_acc_final,val_acc_best,test_acc,test_consistency,"
+        "train_val_gap,epochs,wall_s"
     )
     assert raw.decode().splitlines()[0] == header + ",status,error"
     assert b"\r" not in raw and raw.count(b"\n") == 1 + 12  # header and 12 jobs, Unix line ends
@@ -172,12 +173,12 @@ def test_summary_md_says_what_was_swept_how_to_read_it_lists_failures_and_links_
         "Swept: model.depth. Accuracies in %, mean ± std over seeds; train_val_gap = final train acc − final val acc "
         "(the overfitting symptom); wall_s is summed over seeds. Sorted by final val acc.",
         "",
-        "| setting | jobs | params | receptive_field | val_acc_final | val_acc_best | test_acc | train_val_gap "
-        "| epochs | wall_s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | jobs | params | macs | receptive_field | val_acc_final | val_acc_best | test_acc | "
+        "test_consistency | train_val_gap | epochs | wall_s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     # depth 5: no job finished, so no numbers (empty cells, '–' for the accuracies), and no wall time to sum
-    assert lines[9] == "| model.depth=5 | 0/3 |  |  | – | – | – | – |  | 0 |"
+    assert lines[9] == "| model.depth=5 | 0/3 |  |  |  | – | – | – | – | – |  | 0 |"
     assert lines[10:] == [
         "",
         "## Jobs that did not complete (4)",
