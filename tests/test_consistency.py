@@ -91,3 +91,22 @@ def test_a_shift_as_wide_as_the_image_is_refused(tmp_path):
             )
         )
     assert ended.value.code == 2 and "consistency_shift=16 is not below the 16-px side" in ended.value.reason
+
+
+def test_equivariance_tool_measures_consistency_on_the_whole_test_split(tmp_path, monkeypatch, capsys):
+    import re
+
+    from cnnlab.lab import equivariance
+
+    argv = ["data=tiny", "model.depth=2", "--shifts", "1", "--draws", "2", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", ["cnnlab-equivariance", *argv])
+    equivariance.main()
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("consistency"))
+    assert "up to 4 px (reflect padding)" in line and "of all 300 test images (2 draws of the shifts)" in line
+    mean, spread = map(float, re.search(r"on ([\d.]+) ± ([\d.]+)%", line).groups())
+    assert 0 <= mean <= 100 and spread >= 0
+    monkeypatch.setattr("sys.argv", ["cnnlab-equivariance", "data=tiny", "--consistency-shift", "32"])
+    with pytest.raises(SystemExit) as refused:
+        equivariance.main()
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and err.count("\n") == 1 and "the shift must be 1..31 px" in err

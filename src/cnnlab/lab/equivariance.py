@@ -19,6 +19,7 @@ from cnnlab.figures import save_figure
 from cnnlab.lab.tools import build_datamodule, load_model, output_dir, parser, require_backbone
 from cnnlab.models.receptive_field import LayerRF, node_outputs, sees_whole_image, trace_fields, traced
 from cnnlab.runs import console, console_script
+from cnnlab.training.module import shift_agreement
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ def _main() -> None:
     """Table and figure of per-layer shift errors, and how often the prediction changes."""
     p = parser("cnnlab-equivariance", __doc__)
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--consistency-shift", type=int, default=4, help="Zhang's consistency: shifts up to K px (0: off)")
+    p.add_argument("--draws", type=int, default=3, help="independent draws of the shift pairs (the spread)")
     args = p.parse_args()
     net, run_cfg, label = load_model(compose_config(args.overrides), args.ckpt)
     net = require_backbone(net, "cnnlab-equivariance")
@@ -143,6 +146,8 @@ def _main() -> None:
             f"shift {k} (zero fill): prediction unchanged for {100 * same:.1f}% of {len(images)} images; "
             f"mean change in class probabilities (total variation) {distance:.3f}"
         )
+    if args.consistency_shift:
+        print(test_set_consistency(net, run_cfg if args.ckpt else compose_config(args.overrides), args))
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(first)), 3.8))
     for k in args.shifts:
         ax.plot(range(len(first)), [r.relative_error for r in results[k]], marker="o", label=f"shift {k} px")
@@ -152,6 +157,35 @@ def _main() -> None:
     ax.set_title("Translation equivariance per layer (0 = exactly equivariant)")
     ax.legend()
     print("figure:", save_figure(fig, output_dir("equivariance", args.out) / "equivariance.png"))
+
+
+@torch.no_grad()
+def test_set_consistency(net: nn.Module, cfg, args) -> str:
+    """Zhang's consistency on the whole test split: mean ± std over `args.draws` independent draws of the shifts."""
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    raw = datamodule.test_set.tensors[0]
+    k, side = args.consistency_shift, min(datamodule.image_size)
+    if not 0 < k < side or args.draws < 1:
+        raise CnnlabError(
+            f"--consistency-shift {k} --draws {args.draws}: the shift must be 1..{side - 1} px and the draws >= 1. "
+            f"Fix: e.g. --consistency-shift 4 --draws 3 (or --consistency-shift 0 to skip it)."
+        )
+    net.eval()
+    shares = []
+    for draw in range(args.draws):
+        generator = torch.Generator().manual_seed(draw)
+        agree = [
+            shift_agreement(net, datamodule.prepare_batch(chunk, train=False), k, generator)
+            for chunk in raw.split(datamodule.eval_batch_size)
+        ]
+        shares.append(float(torch.cat(agree).mean()))
+    spread = torch.tensor(shares).std().item() if len(shares) > 1 else 0.0
+    return (
+        f"consistency (Zhang 2019): the top-1 class agrees for two random shifts of up to {k} px (reflect padding) on "
+        f"{100 * sum(shares) / len(shares):.2f} ± {100 * spread:.2f}% of all {len(raw):,} test images "
+        f"({args.draws} draws of the shifts)"
+    )
 
 
 def _error(row: ShiftError) -> str:
