@@ -194,9 +194,6 @@ def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
                     first_script = first_script and argv[0] not in SCRIPTS
                     code, output = shell.run(command)
                 ran[command] = (code, output)
-                import time as _t
-
-                open("/tmp/ext_times.txt", "a").write(f"{_t.time():.1f} {command[:80]}\n")
                 outputs.append(output)
                 assert code == expected, f"{where}: `{command}` exited {code}, not {expected}:\n{output[-6000:]}"
             previous = "\n".join(outputs)
@@ -227,7 +224,7 @@ def test_every_block_of_the_extending_page_runs_and_shows_what_it_claims(
 
     # Refusals: one line each, before the data loads and before any folder is made.
     refused = [(cmd, out) for cmd, (code, out) in ran.items() if code == 2]
-    assert len(refused) == 5
+    assert len(refused) == 6
     for command, output in refused:
         errors = [line for line in output.splitlines() if "ERROR" in line or line.startswith("error:")]
         assert len(errors) == 1 and "Traceback" not in output, (command, output)
