@@ -248,6 +248,17 @@ def test_a_model_without_a_search_space_gets_the_common_one_and_a_one_line_note(
     ]
 
 
+def test_a_model_whose_space_lives_in_the_users_own_config_folder_gets_no_note(tmp_path, caplog):
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "space").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text((Path(config_dir()) / "model" / "cnn.yaml").read_text())
+    (tmp_path / "conf" / "hparams_search" / "space" / "mine.yaml").write_text("model.width: choice(8, 16)\n")
+    cfg = compose_config(["hparams_search=optuna", "model=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
+    check_search_space(cfg)
+    assert set(cfg.hydra.sweeper.params) == COMMON_SPACE | {"model.width"}
+    assert not [r for r in caplog.records if "search space" in r.getMessage()]
+
+
 def test_a_searched_key_the_model_lacks_is_refused_in_one_line(tmp_path):
     cfg = compose_config(["hparams_search=optuna", "model=resnet", '+hydra.sweeper.params={model.depth:"range(2, 5)"}'])
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.params searches model.depth, which is not a key of this "):

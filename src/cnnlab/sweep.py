@@ -186,15 +186,15 @@ def check_search_space(config: DictConfig) -> None:
                 f"search only keys the config has (cnnlab-train model={model} --cfg job lists them); a model's own "
                 f"space belongs in conf/{SPACE_GROUP}/{model}.yaml."
             )
-    try:
-        from hydra.core.global_hydra import GlobalHydra
+    from cnnlab.config import CONF_DIR
 
-        options = GlobalHydra.instance().config_loader().get_group_options(SPACE_GROUP)
-    except Exception:  # outside a Hydra app: the repository's own files
-        from cnnlab.config import CONF_DIR
-
-        options = [p.stem for p in (CONF_DIR / SPACE_GROUP).glob("*.yaml")]
-    if model and model not in options:
+    folders = [CONF_DIR] + [
+        Path(str(e).removeprefix("file://"))
+        for e in config.hydra.searchpath
+        if "://" not in str(e) or str(e).startswith("file://")
+    ]
+    loaded = any((folder / SPACE_GROUP / f"{model}.yaml").exists() for folder in folders)  # Hydra's optional default
+    if model and not loaded:
         log.warning(
             "model=%s has no search space of its own (conf/%s/%s.yaml): searching %s only.",
             model,

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import torch
+from hydra.utils import instantiate
 from rich.table import Table
 from torch import nn
 
 from cnnlab.config import compose_config
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import build_datamodule, load_model, output_dir, parser, require_backbone
+from cnnlab.lab.tools import load_model, output_dir, parser, require_backbone
 from cnnlab.models.receptive_field import LayerRF, node_outputs, sees_whole_image, trace_fields, traced
 from cnnlab.runs import console, console_script
 from cnnlab.training.module import shift_agreement
@@ -95,7 +96,7 @@ def prediction_change(net: nn.Module, images: torch.Tensor, shift: int, circular
 
 def validation_images(cfg, count: int = 64):
     """The first `count` normalised validation images of the data (test images when data.val_size=0)."""
-    datamodule = build_datamodule(cfg)
+    datamodule = instantiate(cfg.data)  # never augmented here: no augment group to refuse the data
     datamodule.setup()
     images = datamodule.val_set.tensors[0]
     raw = (images if len(images) else datamodule.test_set.tensors[0])[:count]  # data.val_size=0: the test images
@@ -162,7 +163,7 @@ def _main() -> None:
 @torch.no_grad()
 def test_set_consistency(net: nn.Module, cfg, args) -> str:
     """Zhang's consistency on the whole test split: mean ± std over `args.draws` independent draws of the shifts."""
-    datamodule = build_datamodule(cfg)
+    datamodule = instantiate(cfg.data)  # never augmented here: no augment group to refuse the data
     datamodule.setup()
     raw = datamodule.test_set.tensors[0]
     k, side = args.consistency_shift, min(datamodule.image_size)

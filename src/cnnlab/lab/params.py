@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hydra.utils import instantiate
 from rich.table import Table
 
 from cnnlab.config import compose_config
-from cnnlab.lab.tools import build_datamodule, build_net, parser
+from cnnlab.lab.tools import build_net, parser
 from cnnlab.models import count_parameters
 from cnnlab.runs import console, console_script
 
@@ -68,7 +69,7 @@ def _main() -> None:
         table.add_row(row.name, f"{row.weights:,}", f"{row.biases:,}", f"{row.total:,}", f"{row.outputs:,}")
     console().print(table)
     cfg = compose_config(args.overrides)
-    datamodule = build_datamodule(cfg)
+    datamodule = instantiate(cfg.data)  # its declared shape only
     channels, height, width = datamodule.input_shape
     models = Table(
         title=f"Whole models on {datamodule.name} ({height}×{width}×{channels}, {datamodule.num_classes} classes)",

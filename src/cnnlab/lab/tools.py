@@ -23,7 +23,8 @@ def parser(tool: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=tool, description=description)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.depth=4 model.pool=avg")
     p.add_argument("--ckpt", type=Path, help="a checkpoint: its model and trained weights are used")
-    p.add_argument("--out", type=Path, help=f"folder for figures (default outputs/lab/{tool}/<time>)")
+    short = tool.removeprefix("cnnlab-")  # output_dir's folder name
+    p.add_argument("--out", type=Path, help=f"folder for figures (default outputs/lab/{short}/<time>)")
     return p
 
 
@@ -53,7 +54,7 @@ def model_choice(cfg: DictConfig) -> str:
 
 def input_shape(cfg: DictConfig) -> tuple[int, int, int]:
     """C×H×W of the configured data's images (the datamodule declares it; nothing is loaded)."""
-    return build_datamodule(cfg).input_shape
+    return instantiate(cfg.data).input_shape  # without the augment group: a lab tool never augments
 
 
 def require_backbone(net: torch.nn.Module, tool: str) -> Backbone:
