@@ -15,6 +15,7 @@ from cnnlab.config import compose_config as compose
 from cnnlab.data.cifar10 import FOLDER, IMAGE_SHAPE, NUM_CLASSES, TEST_FILES, TRAIN_FILES
 
 REPO = Path(__file__).resolve().parents[1]
+CIFAR10 = {"num_classes": 10, "in_channels": 3, "image_size": 32}  # CIFAR-10's shape (conf/data/cifar10.yaml)
 FAST = ["trainer.max_epochs=1", "progress_bar=false", "trainer.enable_checkpointing=true"]
 
 
@@ -74,3 +75,20 @@ def real_cifar() -> Path:
     if path is None:
         pytest.skip("real CIFAR-10 not found (set CNNLAB_CIFAR_DIR or provide ../shared/data/cifar-10-batches-py)")
     return path
+
+
+def run_tool(module, argv: list[str], monkeypatch, capsys) -> str:
+    """Run a console tool's main() with `argv` in-process; return what it printed."""
+    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
+    module.main()
+    return capsys.readouterr().out
+
+
+def refused_line(module, argv: list[str], monkeypatch, capsys) -> str:
+    """Run a tool that must refuse `argv`: exit 2 with one line on stderr, which is returned."""
+    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    return err

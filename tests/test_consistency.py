@@ -10,9 +10,7 @@ from cnnlab.cli.train import run
 from cnnlab.models import count_macs
 from cnnlab.models.cnn import ConvNet
 from cnnlab.training.module import shift_agreement, shifted
-from conftest import compose_config
-
-CIFAR10 = {"num_classes": 10, "in_channels": 3, "image_size": 32}
+from conftest import CIFAR10, compose_config
 
 
 def test_a_shifted_copy_is_the_image_moved_with_reflected_borders():

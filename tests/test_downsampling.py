@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from cnnlab.models import count_parameters
 from cnnlab.models.cnn import BlurPool2d, ConvNet
 from cnnlab.models.receptive_field import empirical_receptive_field, input_gradient, receptive_field
+from conftest import CIFAR10
 
-CIFAR10 = {"num_classes": 10, "in_channels": 3, "image_size": 32}
 SHAPE = (3, 32, 32)
 
 

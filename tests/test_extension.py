@@ -20,7 +20,7 @@ from cnnlab.models.receptive_field import (
     trace_fields,
 )
 from cnnlab.models.resnet import ResNet
-from conftest import compose_config
+from conftest import compose_config, refused_line, run_tool
 
 CIFAR10 = {
     "num_classes": 10,
@@ -151,22 +151,6 @@ def test_image_size_comes_from_the_data_everywhere(tmp_path):
     assert record["status"] == "completed" and record["receptive_field"] == 190
 
 
-def run_tool(module, argv, monkeypatch, capsys) -> str:
-    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
-    module.main()
-    return capsys.readouterr().out
-
-
-def refused(module, argv, monkeypatch, capsys) -> str:
-    """A lab tool that must refuse: exit 2 and one line on stderr, returned."""
-    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        module.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and err.count("\n") == 1, err
-    return err
-
-
 RESNET = ["data=tiny", "model=resnet", "model.width=4", "model.blocks_per_stage=[1,1]"]
 
 
@@ -196,7 +180,7 @@ def test_rf_tool_on_grayscale_images_of_another_size(tmp_path, monkeypatch, caps
 def test_linearity_refuses_a_model_without_an_activation_and_runs_on_a_resnet(monkeypatch, capsys):
     from cnnlab.lab import linearity
 
-    err = refused(linearity, ["data=tiny", "model=fast"], monkeypatch, capsys)
+    err = refused_line(linearity, ["data=tiny", "model=fast"], monkeypatch, capsys)
     assert "has no activation key" in err and "model.activation" in err
     out = run_tool(linearity, RESNET, monkeypatch, capsys)
     identity = next(line for line in out.splitlines() if line.startswith("│ identity"))
@@ -217,21 +201,13 @@ class PlainNet(nn.Module):
 
 def test_a_plain_nn_module_trains_and_records_no_receptive_field(tmp_path, caplog):
     caplog.set_level("INFO", logger="cnnlab")
-    record = train(
-        tmp_path / "run",
-        "model._target_=test_extension.PlainNet",
-        "~model.depth",
-        "~model.width",
-        "~model.growth",
-        "~model.convs_per_block",
-        "~model.kernel_size",
-        "~model.dilation",
-        "~model.pool",
-        "~model.activation",
-        "~model.batchnorm",
-        "~model.dropout",
-        "~model.padding_mode",
-    )
+    import yaml
+
+    from conftest import REPO
+
+    cnn_keys = yaml.safe_load((REPO / "conf/model/cnn.yaml").read_text())
+    dropped = [f"~model.{k}" for k in cnn_keys if k not in ("_target_", "num_classes", "in_channels", "image_size")]
+    record = train(tmp_path / "run", "model._target_=test_extension.PlainNet", *dropped)
     assert record["status"] == "completed" and record["receptive_field"] is None
     assert record["params"] == 3 * 8 * 9 + 8 + 8 * 10 + 10
     assert "not a cnnlab.models.Backbone" in caplog.text

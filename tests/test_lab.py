@@ -13,6 +13,7 @@ from cnnlab.lab.pooling import edge_response, pool_edge
 from cnnlab.models import count_parameters
 from cnnlab.models.cnn import ConvNet
 from cnnlab.models.mlp import MLP
+from conftest import refused_line, run_tool
 
 CIFAR10 = {
     "num_classes": 10,
@@ -166,22 +167,6 @@ def test_max_pool_keeps_a_blurred_edge_stronger_than_average():
     fmap = edge_response(column=3, profile=(0.5, 1.0, 0.5))
     max_edge, avg_edge = pool_edge(fmap, "max", 3), pool_edge(fmap, "avg", 3)
     assert max_edge.peak == 1.0 and avg_edge.peak == 0.75
-
-
-def run_tool(module, argv, monkeypatch, capsys) -> str:
-    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
-    module.main()
-    return capsys.readouterr().out
-
-
-def refused_line(module, argv, monkeypatch, capsys) -> str:
-    """Run a lab tool that must refuse `argv`: exit 2 with one line on stderr, which is returned."""
-    monkeypatch.setattr("sys.argv", [module.__name__, *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        module.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and err.count("\n") == 1, err
-    return err
 
 
 def test_rf_tool_prints_the_table_and_saves_fresh_and_trained_maps(tmp_path, monkeypatch, capsys):

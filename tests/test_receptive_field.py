@@ -12,8 +12,7 @@ from cnnlab.models.receptive_field import (
     receptive_field,
     too_small_warning,
 )
-
-CIFAR10 = {"num_classes": 10, "in_channels": 3, "image_size": 32}  # CIFAR-10's shape (conf/data/cifar10.yaml)
+from conftest import CIFAR10
 
 CIFAR = (3, 32, 32)  # C×H×W of a CIFAR-10 image: the input shape the tests below trace with
 
