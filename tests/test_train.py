@@ -607,7 +607,7 @@ def test_hparams_are_the_group_choices_and_the_model_optim_and_schedule_keys_fla
     choices |= dict(trainer="default", logger="tensorboard", callbacks="default")
     choices |= dict(experiment="None", hparams_search="None", debug="None")
     model = dict(depth=4, width=8, growth=2.0, convs_per_block=1, kernel_size=3, dilation=1, pool="max")
-    model |= dict(activation="relu", batchnorm=True, dropout=0.1, padding_mode="zeros")
+    model |= dict(activation="relu", batchnorm=True, dropout=0.1, padding_mode="zeros", blur_size=3)
     model |= dict(num_classes=10, in_channels=3, image_size="[32, 32]")  # the data's shape, read from data=tiny
     optim = {"lr": 2e-3, "betas": "[0.9, 0.999]", "weight_decay": 0.05}
     expected = {f"choice/{k}": v for k, v in choices.items()}

@@ -219,6 +219,7 @@ def test_a_bug_inside_a_constructor_keeps_its_traceback_and_leaves_no_run_dir(tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a subprocess (~5 s idle); the in-process test above pins the same decision
 def test_the_command_line_keeps_the_traceback_of_a_bug_inside_a_constructor_exit_1(tmp_path):
     exe = Path(sys.executable).with_name("cnnlab-train")
     args = ["data=tiny", "model=ctor_bug", user_conf(tmp_path), f"hydra.run.dir={tmp_path}/outputs/run"]
@@ -232,7 +233,9 @@ SWEEP_CASES = [
         ["hparams_search=optuna", "hydra.sweeper.params.model.nonsense=choice(1,2)"],
         "hydra.sweeper.params.model.nonsense: the search space's keys hold dots",
     ),
-    (["model.dpth=3,4"], "model.dpth is not a key of the config"),  # after Hydra made the sweep dir
+    pytest.param(  # after Hydra made the sweep dir; a subprocess (~5 s idle): make test-slow
+        ["model.dpth=3,4"], "model.dpth is not a key of the config", marks=pytest.mark.slow
+    ),
 ]
 
 
