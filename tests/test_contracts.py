@@ -106,3 +106,13 @@ def test_an_op_that_is_not_seeded_or_changes_the_shape_is_named():
         check_op(PythonRandomDim(), (3, 32, 32))
     with pytest.raises(AssertionError, match=r"shrink turns a \(16, 3, 32, 32\)"):
         check_op(Shrink(), (3, 32, 32))
+
+
+def test_color_jitter_keeps_the_contract_on_grey_images_and_only_scales_brightness_and_contrast_there():
+    """On one channel luma is the pixel itself: saturation changes nothing, the batch keeps its shape (it used to
+    come back B×0×H×W)."""
+    check_op(ColorJitter(), (1, 28, 28))
+    x = torch.rand(4, 1, 8, 8)
+    torch.manual_seed(0)
+    saturation_only = ColorJitter(brightness=0, contrast=0, saturation=0.9)(x)
+    assert torch.allclose(saturation_only, x, atol=1e-6)

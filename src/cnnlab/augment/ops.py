@@ -171,7 +171,10 @@ class ColorJitter(BatchOp):
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601 luma of an RGB batch, B×1×H×W."""
+    """ITU-R 601 luma of an RGB batch, B×1×H×W; for any other channel count (grey, or a user's own bands) the
+    channel mean, so that saturation is a no-op on grey images instead of an empty tensor."""
+    if x.shape[1] != 3:
+        return x.mean(dim=1, keepdim=True)
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
