@@ -4,6 +4,7 @@ parts and fail, naming the problem, on parts that break the contract."""
 import random
 
 import pytest
+import torch
 from torch import nn
 
 from cnnlab.augment.ops import ColorJitter, Cutout, RandomCrop, RandomFlip
