@@ -77,6 +77,26 @@ def test_a_run_records_its_consistency_and_macs(tmp_path):
     )
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["macs"] == 110_592 + 40 and 0 <= record["test_consistency"] <= 1
+    assert record["consistency_shift"] == 4  # the default: an eighth of the 32-px side
+
+
+def test_the_default_shift_follows_the_image_size(tmp_path):
+    """16-px pictures: shifts of up to 16 // 8 = 2 px, not CIFAR's 4 (half of an 8-px digit would move it away)."""
+    run(
+        compose_config(
+            [
+                "data=tiny",
+                "data.image_size=[16,16]",
+                "progress_bar=false",
+                "trainer.max_epochs=1",
+                "model.depth=2",
+                "model.width=4",
+                "lab_images=false",
+            ],
+            tmp_path,
+        )
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["consistency_shift"] == 2
 
 
 def test_a_shift_as_wide_as_the_image_is_refused(tmp_path):

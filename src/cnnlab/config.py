@@ -113,6 +113,7 @@ def hydra_error_line(exc: Exception) -> str:
 NULLABLE = {
     "data.train_subset": (int,),
     "threads": (int,),
+    "consistency_shift": (int,),
     "resume": (str,),
     "ckpt_path": (str,),
     "trainer.max_steps": (int,),

@@ -81,6 +81,7 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
         "test_loss": test["test/loss"],
         "test_acc_tta": test.get("test/acc_tta"),
         "test_consistency": consistency,
+        "consistency_shift": module.consistency_shift,
         "epochs": trainer.current_epoch,
         "params": params,
         "macs": macs,
@@ -99,7 +100,9 @@ def check(cfg: DictConfig, run_dir: Path) -> Path | None:
     (built once, cheaply, and dropped) and the resume; returns the checkpoint to resume from."""
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
     check_fits(instantiate(cfg.model), datamodule)
-    if cfg.consistency_shift >= min(datamodule.image_size):  # reflect padding needs a wider image than the shift
+    if cfg.consistency_shift is not None and cfg.consistency_shift >= min(
+        datamodule.image_size
+    ):  # reflect padding needs a wider image than the shift
         smallest = min(datamodule.image_size)
         raise ConfigError(
             f"consistency_shift={cfg.consistency_shift} is not below the {smallest}-px side of {datamodule.name}'s "

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from cnnlab.models import image_hw
 from cnnlab.training.optim import can_fuse, param_groups
 
 STAGES = ("train", "val", "test")
@@ -31,7 +32,9 @@ class ImageClassifier(L.LightningModule):
         self.net: torch.nn.Module = instantiate(config["model"])
         self.smoothing = config["label_smoothing"]
         self.tta = config.get("tta", 0)
-        self.consistency_shift = config.get("consistency_shift", 0)
+        self.consistency_shift = config.get("consistency_shift", 0)  # runs from before it existed: off
+        if self.consistency_shift is None:  # an eighth of the shorter side: 4 px on 32-px images, 1 on 8-px digits
+            self.consistency_shift = max(1, min(image_hw(config["data"]["image_size"])) // 8)
         self.consistency = MeanMetric()  # share of test images whose top-1 class two random shifts agree on
         self.channels_last = config.get("channels_last") is True  # train.py resolves "auto" before building
         num_classes = config["data"].get("num_classes") or self.net.num_classes  # older runs: the net's
