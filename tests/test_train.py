@@ -625,3 +625,27 @@ def test_the_console_is_120_columns_in_a_pipe_and_the_terminals_width_in_a_termi
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     monkeypatch.setenv("COLUMNS", "97")  # rich reads a terminal's width from COLUMNS first
     assert console().width == 97
+
+
+def test_ctrl_c_while_the_job_loads_data_records_an_interrupted_run_and_reraises(tmp_path, monkeypatch):
+    def job(seen):
+        raise KeyboardInterrupt  # e.g. while an image folder is read, before Lightning's loop takes signals over
+
+    with pytest.raises(KeyboardInterrupt):
+        policy_run(tmp_path / "a", job, monkeypatch=monkeypatch)
+    record = record_of(tmp_path / "a")
+    assert record["status"] == "interrupted" and record["signal"] == 2 and "Ctrl+C" in record["error"]
+
+
+def test_ctrl_c_while_the_run_dir_is_being_opened_leaves_no_folder(tmp_path, monkeypatch):
+    import cnnlab.runs
+
+    def half_written(run_dir, cfg, resuming):
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "config.yaml").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnnlab.runs, "open_run_dir", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        policy_run(tmp_path / "a", lambda seen: pytest.fail("the job started"), monkeypatch=monkeypatch)
+    assert not (tmp_path / "a").exists()

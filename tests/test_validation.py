@@ -123,7 +123,7 @@ def test_ctrl_c_while_the_command_starts_up_ends_with_one_line_and_exit_130(tmp_
         # As from a terminal: a shell starts background jobs with SIGINT ignored, and a child would inherit that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(1.0)  # importing torch and Lightning takes several seconds: the signal lands during start-up
+    time.sleep(0.7)  # importing torch and Lightning takes seconds: the signal lands in an import
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err.strip().endswith("stopped by Ctrl+C.") and "Traceback" not in out + err

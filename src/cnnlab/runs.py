@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -213,6 +214,12 @@ def run_job(
         config.validate(cfg, config.defaults_for(choices, list(hydra_cfg.searchpath)))
         checked = check(cfg, run_dir)
         log_file = open_run_dir(run_dir, cfg, resuming)
+    except KeyboardInterrupt:
+        if not resuming and read_metrics(run_dir) is None:  # what this job began to write, and nothing else
+            shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+            (run_dir / f"{hydra_cfg.job.name}.log").unlink(missing_ok=True)
+            remove_created(run_dir)
+        raise
     except Exception as e:
         cause = user_error(e)
         if cause is None:
@@ -252,6 +259,10 @@ def _run_checked(
         record.update(status="interrupted", error=str(e), signal=e.signum)
         log.warning("%s Resume with: cnnlab-train resume=%s (plus the same overrides).", e, run_dir)
         code = 128 + e.signum
+    except KeyboardInterrupt:  # outside the training loop (loading data, testing): the record says so, then exit 130
+        record.update(status="interrupted", error="stopped by Ctrl+C outside the training loop.", signal=2)
+        _save(run_dir, record, start)
+        raise
     except Exception as e:
         cause = user_error(e)
         record.update(status="failed", error=str(cause) if cause else f"{type(e).__name__}: {e}")
@@ -390,6 +401,8 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
                 check_writable(run_dir, "output directory", "choose another hydra.run.dir.")
             main()
         except KeyboardInterrupt:
+            if _OUTPUT is not None:  # stopped before the run wrote anything: no empty folder stays behind
+                remove_created(_OUTPUT[0], leftovers=("multirun.yaml",))
             sys.stderr.write("stopped by Ctrl+C.\n")
             sys.exit(130)
         except Exception as e:

@@ -5,14 +5,22 @@ takes seconds, and a Ctrl+C during it must end with one line, not a traceback. `
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from functools import partial
 
 
 def _start(module: str) -> None:
+    # A Ctrl+C is only noted while the imports run, and acted on after them: a KeyboardInterrupt raised inside
+    # an import can be swallowed by a library's bare `except` around an optional import, leaving a half-made
+    # module that fails later with an unrelated traceback (seen: numpy's testing utils) or not at all (exit 0).
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
     try:
         main = importlib.import_module(module).main
-    except KeyboardInterrupt:
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
         sys.stderr.write("stopped by Ctrl+C.\n")
         sys.exit(130)
     main()  # its own guard (cnnlab.runs.console_script) covers the rest

@@ -78,10 +78,12 @@ class GracefulInterrupt(L.Callback):
             raise KeyboardInterrupt
         self.received = signum
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def setup(self, trainer, pl_module, stage: str) -> None:
         import threading
 
-        if threading.current_thread() is threading.main_thread():
+        # From setup, not on_train_start: a Ctrl+C during the sanity check would otherwise reach Lightning,
+        # which ends the process with exit(1) and no checkpoint.
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handler)
 
