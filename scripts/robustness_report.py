@@ -89,6 +89,13 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
             )
             for how in ("truncated", "not a pickle", "wrong shape", "label out of range")
         ],
+        ("validation split larger than the data", "train", TINY + ["data.val_size=100000"]),
+        ("an epoch of no batches (limit 0)", "train", TINY + ["debug=limit", "trainer.limit_train_batches=0"]),
+        ("an epoch of no batches (cpu94 batch on tiny data)", "train", ["experiment=cpu94", "data=tiny"]),
+        ("overfit from a DataLoader", "train", TINY + ["debug=overfit", "data.on_device=false"]),
+        ("more threads than cores", "train", TINY + ["threads=99"]),
+        ("precision that casts the model", "train", TINY + ["trainer.precision=64-true"]),
+        ("channels_last maybe", "train", TINY + ["channels_last=maybe"]),
         ("eval: checkpoint does not exist", "eval", [f"ckpt_path={tmp}/missing.ckpt"]),
         ("resume: run dir without checkpoint", "train", TINY + [f"resume={tmp}/never-ran"]),
         (

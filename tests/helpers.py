@@ -18,6 +18,15 @@ class SignalAt(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalTwiceAt(SignalAt):
+    """Send SIGINT twice during batch `batch` of epoch `epoch`: the second before the first is acted on."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
+            os.kill(os.getpid(), self.signum)
+
+
 class PoisonAt(L.Callback):
     """Overwrite one weight with NaN at the start of epoch `epoch`, so the loss becomes NaN."""
 

@@ -4,7 +4,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.cli.train import run
@@ -48,13 +47,6 @@ def test_overfit_reaches_99_percent_train_accuracy_on_three_batches(tmp_path):
     assert metrics["status"] == "completed" and metrics["choices"]["augment"] == "none"
     assert len(train_acc) == metrics["epochs"] <= 15  # stopped early by the train/acc threshold
     assert train_acc[-1] >= 0.99 > train_acc[0]
-
-
-def test_overfit_on_a_per_image_dataloader_is_refused_with_the_fix(tmp_path):
-    with pytest.raises(SystemExit):
-        train(tmp_path, "debug=overfit", "data.on_device=false")
-    error = json.loads((tmp_path / "metrics.json").read_text())["error"]
-    assert "trainer.overfit_batches=3 needs cnnlab's device loader" in error and "Fix: data.on_device=true" in error
 
 
 def test_limit_runs_the_stated_number_of_batches(tmp_path):

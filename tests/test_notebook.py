@@ -33,3 +33,34 @@ def test_bad_input_raises_with_the_one_line_message(tmp_path):
 
     with pytest.raises(CnnlabError, match="model.dropout=1.5 is out of range"):
         cnnlab.train(["data=tiny", "model.dropout=1.5"], run_dir=Path(tmp_path) / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_refused_train_leaves_no_dated_folders_behind(tmp_path, monkeypatch):
+    import cnnlab
+    from cnnlab.errors import CnnlabError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CnnlabError, match="model.dropout=1.5 is out of range"):
+        cnnlab.train(["data=tiny", "model.dropout=1.5"])  # the default run dir: outputs/runs/<date>/<time>
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_honours_hydra_run_dir_as_the_command_line_does(tmp_path, monkeypatch):
+    import cnnlab
+
+    monkeypatch.chdir(tmp_path)
+    overrides = ["data=tiny", "model.width=8", "data.train_count=300", "trainer.max_epochs=1", "lab_images=false"]
+    record = cnnlab.train([*overrides, f"hydra.run.dir={tmp_path}/mine"])
+    assert record["status"] == "completed" and (tmp_path / "mine" / "metrics.json").is_file()
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_load_sweep_and_load_run_refuse_a_path_that_does_not_exist(tmp_path):
+    import cnnlab
+    from cnnlab.errors import CnnlabError
+
+    with pytest.raises(CnnlabError, match=f"{tmp_path}/nowhere is not a directory. Fix: pass a sweep directory"):
+        cnnlab.load_sweep(tmp_path / "nowhere")
+    with pytest.raises(CnnlabError, match=f"{tmp_path}/nowhere holds no run"):
+        cnnlab.load_run(tmp_path / "nowhere")

@@ -71,10 +71,98 @@ def test_bad_values_are_refused_with_one_message_naming_value_and_fix(tmp_path, 
     assert message in log and "Fix:" in log.split(message)[1]
 
 
-def test_a_subset_larger_than_the_data_fails_naming_the_sizes(tmp_path):
-    code, metrics = train(tmp_path, "data.train_subset=100000")
-    assert code == 2 and metrics["status"] == "failed"
-    assert "data.train_subset=100000 is outside 1..500" in metrics["error"]
+# Each needs the data read, the machine or the loader looked at: the gate before the run dir opens does that.
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.val_size=600"], "data.val_size=600 does not fit: tiny has 600 training images"),
+        (["+trainer.limit_train_batches=0"], "an epoch would hold no training batch: 500 training images of tiny"),
+        (["debug=limit", "trainer.limit_train_batches=0.01"], "Fix: trainer.limit_train_batches=1 or more"),
+        (["data.batch_size=501", "data.drop_last=true"], "Fix: data.batch_size<=500 or data.drop_last=false."),
+        (["debug=overfit", "data.on_device=false"], "trainer.overfit_batches=3 needs cnnlab's device loader"),
+        (["threads=99"], "threads=99 is more than the"),
+        (["trainer.precision=64-true"], "trainer.precision=64-true casts the whole model"),
+        (["trainer.precision=bf16-true"], "Fix: trainer.precision=bf16-mixed."),
+        (["channels_last=maybe"], "channels_last='maybe' is not a valid choice. Valid: auto, true, false."),
+    ],
+)
+def test_what_needs_the_data_or_the_machine_is_refused_before_the_run_dir_opens(tmp_path, caplog, overrides, message):
+    assert message in refused(tmp_path / "run", caplog, *overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cpu94_recipe_on_the_tiny_data_is_refused_an_epoch_of_no_batches(tmp_path, caplog):
+    # batch 2,000 with drop_last on 500 training images: it used to record untrained weights as "completed"
+    with pytest.raises(SystemExit) as exit_info:
+        run(
+            compose_config(
+                ["experiment=cpu94", "data=tiny", "data.train_count=600", "data.val_size=100"], tmp_path / "r"
+            )
+        )
+    assert exit_info.value.code == 2 and not (tmp_path / "r").exists()
+    assert "500 training images of tiny, data.batch_size=2000, data.drop_last=true. Fix: data.batch_size<=500" in (
+        caplog.text
+    )
+
+
+def test_a_logger_whose_package_is_missing_is_refused_naming_the_extra(tmp_path, caplog, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    log = refused(tmp_path / "run", caplog, "logger=mlflow")
+    assert "logger=mlflow needs the package mlflow, which is not installed here. Fix: .venv/bin/pip install -e " in log
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_dir_another_process_is_writing_is_refused_and_left_alone(tmp_path, caplog):
+    import fcntl
+    import os
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "train.log").write_text("the other run's log\n")
+    holder = subprocess.Popen(  # another process that holds the run dir, as a running cnnlab-train does
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert "is in use by another cnnlab process" in refused(run_dir, caplog)
+    finally:
+        holder.kill()
+        holder.wait()
+    fd = os.open(run_dir, os.O_RDONLY)  # the refused job did not keep a lock of its own either
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+
+
+def test_a_second_ctrl_c_stops_at_once_with_exit_130_and_an_interrupted_record(tmp_path):
+    code, record = train(
+        tmp_path,
+        "trainer.max_epochs=2",
+        "+callbacks.sig._target_=helpers.SignalTwiceAt",
+        "+callbacks.sig.epoch=0",
+    )
+    assert (
+        code == 130
+        and record["status"] == "interrupted"
+        and "a second SIGINT stopped the run at once" in record["error"]
+    )
+    assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()  # stopped mid-batch: no save of this moment
+
+
+def test_a_subset_larger_than_the_data_is_refused_before_the_run_dir_opens(tmp_path, caplog):
+    # the data is read in the check: nothing is written for it, as for any other refused value
+    assert "data.train_subset=100000 is outside 1..500" in refused(tmp_path / "run", caplog, "data.train_subset=100000")
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_from_a_missing_run_names_the_checkpoint(tmp_path, caplog):

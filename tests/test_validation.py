@@ -236,6 +236,15 @@ SWEEP_CASES = [
     pytest.param(  # after Hydra made the sweep dir; a subprocess (~5 s idle): make test-slow
         ["model.dpth=3,4"], "model.dpth is not a key of the config", marks=pytest.mark.slow
     ),
+    (  # Optuna's sweeper asks a study that ran no trial for its best one
+        ["hparams_search=optuna", "hydra.sweeper.n_trials=0"],
+        "the study ran no trial, so it has no best value: hydra.sweeper.n_trials must be 1 or more",
+    ),
+    pytest.param(  # sqlalchemy cannot load the URL's dialect
+        ["hparams_search=optuna", "hydra.sweeper.storage=nosuchdb://x"],
+        "hydra.sweeper.storage cannot be opened as Optuna's study database (NoSuchModuleError",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 
@@ -253,3 +262,24 @@ def test_a_sweep_that_cannot_start_ends_in_one_line_exit_2_and_leaves_no_sweep_d
     assert proc.returncode == 2, output[-2000:]
     assert f"error: {message}" in output and "Traceback" not in output
     assert not (tmp_path / "multirun").exists()
+
+
+def test_multirun_flag_after_the_overrides_gets_the_reordered_command():
+    from cnnlab.runs import _hydra_overrides
+
+    with pytest.raises(ConfigError, match=r"^-m comes before the overrides\. Fix: \S+ -m data=tiny model.width=4,8$"):
+        _hydra_overrides(["data=tiny", "-m", "model.width=4,8"])
+    assert _hydra_overrides(["-m", "data=tiny"]) is None  # Hydra's own order: Hydra parses it
+    assert _hydra_overrides(["data=tiny", "-m"]) is None  # argparse takes a trailing flag too
+
+
+@pytest.mark.parametrize("key", ["data.data_dir", "hydra.run.dir"])
+def test_a_value_the_override_grammar_needs_quoted_gets_the_quoted_form(key):
+    with pytest.raises(ConfigError) as refused:
+        compose_config([f"{key}=/tmp/données"], return_hydra_config=True)
+    assert str(refused.value).startswith(f"{key}=/tmp/données cannot be read by Hydra's override grammar unquoted")
+    assert str(refused.value).endswith(
+        f"""Fix: quote the value for Hydra, inside quotes for the shell: '{key}="/tmp/données"'."""
+    )
+    quoted = compose_config([f'{key}="/tmp/données"'], return_hydra_config=True)  # the fix works
+    assert OmegaConf.select(quoted, key) == "/tmp/données"

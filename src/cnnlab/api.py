@@ -17,10 +17,17 @@ def train(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | Non
     from cnnlab.cli.train import run
     from cnnlab.config import compose_config
     from cnnlab.errors import CnnlabError
-    from cnnlab.runs import RunEnded, read_metrics
+    from cnnlab.runs import RunEnded, note_output_dir, read_metrics
 
     cfg = compose_config(list(overrides), return_hydra_config=True)
-    run_dir = Path(run_dir or cfg.get("resume") or f"outputs/runs/{datetime.now():%Y-%m-%d/%H-%M-%S-%f}")
+    asked = any(o.startswith("hydra.run.dir=") for o in overrides)  # else a unique default: microseconds
+    run_dir = Path(
+        run_dir
+        or (cfg.hydra.run.dir if asked else None)
+        or cfg.get("resume")
+        or f"outputs/runs/{datetime.now():%Y-%m-%d/%H-%M-%S-%f}"
+    )
+    note_output_dir(run_dir)  # a refused run removes the folders made for it, as the command line's does
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir.resolve())
         cfg.hydra.job.name = "train"
@@ -75,9 +82,14 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
 
 def load_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """The comparison table of a sweep (or any folder of runs): one row per job, as in summary.csv."""
+    from cnnlab.errors import CnnlabError
     from cnnlab.report.collect import collect_jobs, swept_axes
     from cnnlab.report.tables import job_row
 
+    if not Path(sweep_dir).is_dir():
+        raise CnnlabError(
+            f"{sweep_dir} is not a directory. Fix: pass a sweep directory, e.g. outputs/multirun/<date>/<time>."
+        )
     jobs = collect_jobs([Path(sweep_dir)])
     axes = swept_axes(jobs)
     return [job_row(job, axes) for job in jobs]

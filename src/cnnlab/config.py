@@ -106,6 +106,13 @@ def hydra_error_line(exc: Exception) -> str:
             f"{key} is not a key of the config. Fix: check its spelling (cnnlab-train --cfg job lists every "
             f"key); an argument the group's _target_ takes can be added with +{key}=..."
         )
+    if lexed := re.search(r"LexerNoViableAltException: (\S+?)=(.*?) \^", text):
+        key, value = lexed.groups()  # a value the override grammar reads only when quoted
+        return (
+            f"{key}={value} cannot be read by Hydra's override grammar unquoted (a non-ASCII letter, a space or one "
+            f"of ()[]{{}},:='\" in the value). Fix: quote the value for Hydra, inside quotes for the shell: "
+            f"'{key}=\"{value}\"'."
+        )
     return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
 
 
@@ -482,6 +489,12 @@ def startup_error(exc: BaseException) -> ConfigError | None:
             f"the search space has a distribution Optuna refuses: {' '.join(str(exc).split())} Fix: check "
             f"hydra.sweeper.params (conf/hparams_search/optuna.yaml, conf/hparams_search/space/<model>.yaml, and "
             f"the command line)."
+        )
+    if type(exc).__module__.split(".")[0] == "sqlalchemy":  # Optuna opening hydra.sweeper.storage
+        return ConfigError(
+            f"hydra.sweeper.storage cannot be opened as Optuna's study database ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}). Fix: hydra.sweeper.storage=sqlite:///<a writable folder>/optuna.db, "
+            f"or hydra.sweeper.storage=null for a study kept in memory."
         )
     return None
 

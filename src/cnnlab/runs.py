@@ -110,6 +110,7 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
     and gets its resume's config beside it in `.hydra/resume-<time>/`.
     """
     check_writable(run_dir, "output directory", "choose another hydra.run.dir (or hydra.sweep.dir).")
+    _lock_run_dir(run_dir)
     previous = read_metrics(run_dir)
     if previous is not None and not resuming:
         raise CnnlabError(
@@ -117,6 +118,37 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
             f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}."
         )
     return save_run_files(run_dir, cfg, resuming)
+
+
+# The run directories this process holds, each by an open descriptor with an exclusive flock on it: the lock
+# goes with the descriptor, so it ends with the job (unlock) or with the process, however that ends.
+_LOCKED: dict[Path, int] = {}
+
+
+def _lock_run_dir(run_dir: Path) -> None:
+    """Take run_dir for this job (rank zero, where the OS has flock): a second process aimed at it is refused."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks on folders
+        return
+    if rank() != 0 or Path(run_dir) in _LOCKED:
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CnnlabError(
+            f"{run_dir} is in use by another cnnlab process that is writing its run. Fix: choose another "
+            f"hydra.run.dir, or wait until that run ends."
+        ) from None
+    _LOCKED[Path(run_dir)] = fd
+
+
+def _unlock_run_dir(run_dir: Path) -> None:
+    fd = _LOCKED.pop(Path(run_dir), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def save_run_files(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | None:
@@ -148,20 +180,22 @@ def task_choices(hydra_cfg: Any) -> dict[str, Any]:
 _OUTPUT: tuple[Path, Path] | None = None
 
 
+def note_output_dir(path: Any) -> None:
+    """Note, before it is created, which folders of this command's output directory already exist."""
+    global _OUTPUT
+    output = Path(str(path)).absolute()
+    _OUTPUT = (output, next(p for p in (output, *output.parents) if p.exists()))
+
+
 class OutputDirs(Callback):
     """Notes, before Hydra creates it, which folders of the run or sweep directory already exist, so that a
     command refused before it wrote anything leaves no empty folders behind (`remove_created`)."""
 
-    def _note(self, path: Any) -> None:
-        global _OUTPUT
-        output = Path(str(path)).absolute()
-        _OUTPUT = (output, next(p for p in (output, *output.parents) if p.exists()))
-
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._note(config.hydra.run.dir)
+        note_output_dir(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._note(config.hydra.sweep.dir)
+        note_output_dir(config.hydra.sweep.dir)
 
 
 def remove_created(path: Path, leftovers: tuple[str, ...] = ()) -> None:
@@ -208,16 +242,25 @@ def run_job(
         "overrides": list(hydra_cfg.overrides.task),
         "choices": choices,
     }
-    start = time.perf_counter()
     resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
     try:
-        config.validate(cfg, config.defaults_for(choices, list(hydra_cfg.searchpath)))
+        return _run_job(cfg, check, job, run_dir, multirun, record, resuming)
+    finally:
+        _unlock_run_dir(run_dir)
+
+
+def _run_job(cfg, check, job, run_dir: Path, multirun: bool, record: dict[str, Any], resuming: bool) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    start = time.perf_counter()
+    try:
+        config.validate(cfg, config.defaults_for(record["choices"], list(HydraConfig.get().searchpath)))
         checked = check(cfg, run_dir)
         log_file = open_run_dir(run_dir, cfg, resuming)
     except KeyboardInterrupt:
         if not resuming and read_metrics(run_dir) is None:  # what this job began to write, and nothing else
             shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-            (run_dir / f"{hydra_cfg.job.name}.log").unlink(missing_ok=True)
+            (run_dir / f"{HydraConfig.get().job.name}.log").unlink(missing_ok=True)
             remove_created(run_dir)
         raise
     except Exception as e:
@@ -332,6 +375,12 @@ def bad_input(message: str) -> None:
 
 def _hydra_overrides(argv: list[str]) -> list[str] | None:
     """The overrides of a plain (non-multirun, non-help) Hydra command line, or None to let Hydra handle it."""
+    flags = [i for i, a in enumerate(argv) if a in ("-m", "--multirun")]
+    if flags and any("=" in a for a in argv[: flags[0]]) and any("=" in a for a in argv[flags[0] + 1 :]):
+        moved = [argv[flags[0]], *(a for i, a in enumerate(argv) if i != flags[0])]
+        raise ConfigError(  # Hydra's argparse would print its usage: 9 lines that do not say this
+            f"{argv[flags[0]]} comes before the overrides. Fix: {Path(sys.argv[0]).name} {' '.join(moved)}"
+        )
     if any(a.startswith("-") for a in argv):
         return None
     return argv
@@ -357,12 +406,25 @@ def _raised_in_job(exc: BaseException) -> bool:
     return any(frame.f_code is run_job.__code__ for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
+def _empty_study(exc: BaseException) -> ConfigError | None:
+    """Optuna's sweeper asked for the best trial of a study that ran none: n_trials below 1."""
+    if not (isinstance(exc, ValueError) and "No trials are completed" in str(exc)) or _OUTPUT is None:
+        return None
+    if _OUTPUT[0].is_dir() and any(p.is_dir() for p in _OUTPUT[0].iterdir()):
+        return None  # jobs ran and failed: _failed_study's case
+    return ConfigError(
+        "the study ran no trial, so it has no best value: hydra.sweeper.n_trials must be 1 or more. "
+        "Fix: e.g. hydra.sweeper.n_trials=20 (conf/hparams_search/optuna.yaml's)."
+    )
+
+
 def _failed_study(exc: BaseException) -> str | None:
     """Optuna's sweeper ends a study in which no trial completed with a ValueError: one line from the jobs'
     records instead (each holds its error), or None for any other exception."""
     if not (isinstance(exc, ValueError) and "No trials are completed" in str(exc)) or _OUTPUT is None:
         return None
-    records = {p.name: read_metrics(p) or {} for p in sorted(_OUTPUT[0].iterdir()) if (p / METRICS_FILE).is_file()}
+    found = sorted(_OUTPUT[0].iterdir()) if _OUTPUT[0].is_dir() else []
+    records = {p.name: read_metrics(p) or {} for p in found if (p / METRICS_FILE).is_file()}
     if not records:
         return None
     job, first = next(iter(records.items()))
@@ -408,7 +470,7 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
         except Exception as e:
             cause = user_error(e)
             if not _raised_in_job(e):  # a job's own errors were handled (or re-raised as bugs) by run_job
-                cause = cause or config.startup_error(e)
+                cause = cause or config.startup_error(e) or _empty_study(e)
                 if cause is not None and _OUTPUT is not None:
                     remove_created(_OUTPUT[0], leftovers=("multirun.yaml",))
             if cause is None and (failed := _failed_study(e)) is not None:

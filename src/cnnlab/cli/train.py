@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 import lightning as L
@@ -15,27 +15,35 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from cnnlab import config, runs
+from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.models import Backbone, count_macs, count_parameters
 from cnnlab.models.receptive_field import final_receptive_field, too_small_warning
 from cnnlab.models.summary import summary_table
 from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
-from cnnlab.training.hardware import check_device, resolve_run_settings, threads_for_job
+from cnnlab.training.hardware import check_device, check_threads, resolve_run_settings, threads_for_job
 from cnnlab.training.module import ImageClassifier
-from cnnlab.training.trainer import build_trainer, run_config
+from cnnlab.training.trainer import build_trainer, check_loggers, run_config
 
 log = logging.getLogger("cnnlab")
 HP_METRICS = ("hp/val_acc_best", "hp/test_acc", "hp/test_consistency")
 
 
-def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str, Any]:
+class Checked(NamedTuple):
+    """What check() built and read, handed to train(): the data, loaded, and the checkpoint to resume from."""
+
+    datamodule: ImageDataModule
+    resume_from: Path | None
+
+
+def train(cfg: DictConfig, run_dir: Path, checked: Checked) -> dict[str, Any]:
     """Fit and test one configuration; return the numbers that go into metrics.json."""
     if threads := threads_for_job(cfg.threads, HydraConfig.get()):  # after validation: threads >= 1
         torch.set_num_threads(threads)
     settings = resolve_run_settings(cfg)  # precision/channels_last `auto` → this machine's choice, into cfg
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+    datamodule, resume_from = checked
     module = ImageClassifier(run_config(cfg))
     shape = datamodule.input_shape
     backbone = module.net if isinstance(module.net, Backbone) else None  # any nn.Module trains; tables need features
@@ -95,9 +103,12 @@ def train(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict[str,
     }
 
 
-def check(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """Everything that can be refused before a file is written: the model's and the data's own arguments
-    (built once, cheaply, and dropped) and the resume; returns the checkpoint to resume from."""
+def check(cfg: DictConfig, run_dir: Path) -> Checked:
+    """Everything that can be refused before a file is written: the model's arguments and its fit to the data,
+    the data itself (read from disk here, kept for the run), the machine and the resume."""
+    check_device(cfg)
+    check_threads(cfg.threads)
+    check_loggers(cfg.logger)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
     check_fits(instantiate(cfg.model), datamodule)
     if cfg.consistency_shift is not None and cfg.consistency_shift >= min(
@@ -108,8 +119,35 @@ def check(cfg: DictConfig, run_dir: Path) -> Path | None:
             f"consistency_shift={cfg.consistency_shift} is not below the {smallest}-px side of {datamodule.name}'s "
             f"images. Fix: e.g. consistency_shift={max(1, smallest // 8)} (or 0 to turn the measure off)."
         )
-    check_device(cfg)
-    return resume_checkpoint(cfg, run_dir)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    check_batches(cfg.trainer, datamodule)
+    return Checked(datamodule, resume_checkpoint(cfg, run_dir))
+
+
+def check_batches(trainer_cfg: DictConfig, datamodule: ImageDataModule) -> None:
+    """Refuse an epoch of no training batches (it would record untrained weights as a completed run), and
+    overfit_batches where Lightning would swap cnnlab's batch sampler."""
+    n = len(datamodule.train_set)
+    per_epoch = n // datamodule.batch_size if datamodule.drop_last else -(-n // datamodule.batch_size)
+    limit = trainer_cfg.get("limit_train_batches")
+    if limit is not None and not isinstance(limit, bool):
+        per_epoch = min(per_epoch, int(limit * per_epoch) if isinstance(limit, float) else int(limit))
+    overfit = trainer_cfg.get("overfit_batches") or 0
+    if overfit:
+        datamodule.check_overfit_loader(overfit)
+        per_epoch = min(per_epoch, int(overfit * per_epoch) if isinstance(overfit, float) else int(overfit))
+    if per_epoch < 1:
+        raise ConfigError(
+            f"an epoch would hold no training batch: {n} training images of {datamodule.name}, "
+            f"data.batch_size={datamodule.batch_size}{', data.drop_last=true' if datamodule.drop_last else ''}"
+            f"{f', trainer.limit_train_batches={limit}' if limit is not None else ''}. Fix: "
+            + (
+                "trainer.limit_train_batches=1 or more (or a fraction that keeps a batch)."
+                if limit is not None and n >= datamodule.batch_size
+                else f"data.batch_size<={n}{' or data.drop_last=false' if datamodule.drop_last else ''}."
+            )
+        )
 
 
 @torch.no_grad()

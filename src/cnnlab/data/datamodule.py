@@ -252,14 +252,19 @@ class ImageDataModule(L.LightningDataModule):
         # generator keeps iter() from drawing on the global RNG, which would make resumed runs diverge.
         return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator().manual_seed(self.seed))
 
-    def train_dataloader(self) -> DataLoader:
-        if self.trainer is not None and self.trainer.overfit_batches > 0 and not self.uses_device_loader:
-            # Lightning would swap the DataLoader's batch-index sampler for a per-image one: batches of one image.
+    def check_overfit_loader(self, overfit_batches: float) -> None:
+        """Refuse overfit_batches with batches from a DataLoader: Lightning would swap its batch-index sampler for
+        a per-image one, giving batches of one image."""
+        if overfit_batches > 0 and not self.uses_device_loader:
             raise ConfigError(
-                f"trainer.overfit_batches={self.trainer.overfit_batches} needs cnnlab's device loader, but "
+                f"trainer.overfit_batches={overfit_batches} needs cnnlab's device loader, but "
                 f"data.on_device={self.on_device} (augment: {self.augment}) makes batches come from a DataLoader. "
                 "Fix: data.on_device=true (as debug=overfit sets), or trainer.overfit_batches=0."
             )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None:
+            self.check_overfit_loader(self.trainer.overfit_batches)
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

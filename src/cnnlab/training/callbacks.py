@@ -62,7 +62,7 @@ class GracefulInterrupt(L.Callback):
     """On SIGINT, SIGTERM or SIGUSR2 finish the batch, save checkpoints/interrupted.ckpt and stop.
 
     Resume uses checkpoints/last.ckpt, written at the end of the last completed epoch, so a resumed
-    run replays the interrupted epoch exactly. A second Ctrl+C stops at once.
+    run replays the interrupted epoch exactly. A second Ctrl+C stops at once (exit 130, status interrupted).
     """
 
     # SIGUSR2: the submitit launcher's warning that the SLURM time limit is near (hydra.launcher.signal_delay_s).
@@ -74,8 +74,13 @@ class GracefulInterrupt(L.Callback):
         self._previous: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
-        if self.received is not None:  # second signal: the user means it
-            raise KeyboardInterrupt
+        if self.received is not None:  # second signal: the user means it. Not KeyboardInterrupt: Lightning
+            # would catch that and exit(1) with no record; this one the run's record takes (exit 128 + signal).
+            raise RunInterrupted(
+                f"a second {signal.Signals(signum).name} stopped the run at once; the last completed epoch is in "
+                f"{self.checkpoint_dir / 'last.ckpt'} (no checkpoint of this moment).",
+                signum,
+            )
         self.received = signum
 
     def setup(self, trainer, pl_module, stage: str) -> None:

@@ -23,6 +23,9 @@ log = logging.getLogger("cnnlab")
 
 # Lightning's accepted spellings, and the unified name Lightning reports for each alias.
 _ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+# Precisions that cast the model's weights, not its ops; the batches (float32 from the normalising step) would
+# not match them: measured as a dtype error in the first training step.
+_WHOLE_MODEL_CASTS = ("64-true", "bf16-true", "16-true", "transformer-engine", "transformer-engine-float16")
 
 
 def _lightning_precisions() -> tuple[str, ...]:
@@ -99,7 +102,25 @@ def check_device(cfg: DictConfig) -> None:
             f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine. "
             f"Fix: trainer.accelerator=auto (uses a GPU when there is one) or trainer.accelerator=cpu."
         )
-    resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)  # an unknown value: one line now
+    precision = resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)  # an unknown value: one line
+    if precision in _WHOLE_MODEL_CASTS:
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision} casts the whole model, but cnnlab's data arrives as float32 "
+            f"(normalised on the device) and its metrics are float32. Valid here: auto, 32-true, bf16-mixed, "
+            f"16-mixed. Fix: trainer.precision={'bf16-mixed' if 'bf16' in precision else '32-true'}."
+        )
+    resolve_channels_last(cfg.get("channels_last", "auto"), accelerator)
+
+
+def check_threads(threads: int | None, cores: int | None = None) -> None:
+    """Refuse more torch threads than this process has cores: they contend, and a run slows many times over."""
+    cores = cores or available_cores()
+    if threads and threads > cores:
+        raise ConfigError(
+            f"threads={threads} is more than the {cores} CPU cores this process may use: the threads would fight "
+            f"over them (a 1-epoch tiny run at threads=99 did not end in 300 s on 2 cores). Valid: 1..{cores}, "
+            f"or null for torch's default. Fix: threads={cores}."
+        )
 
 
 def resolve_precision(value: Any, accelerator: str) -> str:

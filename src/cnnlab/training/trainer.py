@@ -18,6 +18,30 @@ from cnnlab.training.lab_images import LabImages
 
 log = logging.getLogger("cnnlab")
 
+# Lightning's loggers that need a package cnnlab does not install: (the package, how to install it).
+_LOGGER_PACKAGES = {
+    "MLFlowLogger": ("mlflow", "pip install -e '.[mlflow]' (cnnlab's extra)"),
+    "WandbLogger": ("wandb", "pip install wandb"),
+    "CometLogger": ("comet_ml", "pip install comet-ml"),
+    "NeptuneLogger": ("neptune", "pip install neptune"),
+}
+
+
+def check_loggers(logger_cfg: DictConfig | None) -> None:
+    """Refuse a logger whose package is not installed (Lightning finds out only when it builds the logger)."""
+    import importlib.util
+
+    from cnnlab.errors import ConfigError
+
+    for name, spec in (logger_cfg or {}).items():
+        cls = str(spec.get("_target_", "")).rsplit(".", 1)[-1]
+        package, install = _LOGGER_PACKAGES.get(cls, (None, None))
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"logger={name} needs the package {package}, which is not installed here. "
+                f"Fix: .venv/bin/{install}, or choose another logger (e.g. logger=tensorboard)."
+            )
+
 
 def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback] = ()) -> L.Trainer:
     """cfg.trainer with the callbacks and loggers groups; for training (run_dir given) the run's guards too.
