@@ -101,3 +101,12 @@ class BatchKinds(L.Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._see("test", batch)
+
+
+class FailOnTest(L.Callback):
+    """Fail the run's final test, after its training ended well (a user error, so the run policy records it)."""
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        from cnnlab.errors import DataError
+
+        raise DataError("the test set broke. Fix: none, this is a test.")

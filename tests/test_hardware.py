@@ -1,6 +1,7 @@
 """Machine-dependent speed settings: precision and channels_last `auto`, threads per joblib job, fp32 where needed."""
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -200,3 +201,27 @@ def test_explicit_precision_in_a_run_is_kept(monkeypatch, cpu_only, tmp_path):
         "threads": torch.get_num_threads(),
     }
     assert cfg.trainer.precision == "32-true" and cfg.channels_last is False
+
+
+@pytest.mark.parametrize(
+    "flags, native_bf16",
+    [
+        ("fpu avx2 avx512f avx512_bf16", True),  # AMD Zen 4: AVX512-BF16
+        ("fpu avx2 avx512f amx_bf16 amx_tile", True),  # Intel Sapphire Rapids: AMX
+        ("fpu avx2 avx512f avx512bw", False),  # AVX-512 without bf16 (Skylake-X): emulated, slower than fp32
+        ("fpu sse4_2 avx2", False),
+    ],
+)
+def test_the_bf16_rule_reads_the_cpu_flags_themselves(tmp_path, monkeypatch, flags, native_bf16):
+    # the flags come from the kernel's list here (torch's own checks report nothing), not from a patched answer
+    for name in ("_is_avx2_supported", "_is_avx512_supported", "_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\nbugs\t\t: none\n")
+    monkeypatch.setattr(hardware, "Path", lambda p: cpuinfo if str(p) == "/proc/cpuinfo" else Path(p))
+    hardware.cpu_flags.cache_clear()
+    try:
+        assert hardware.cpu_has_native_bf16() is native_bf16
+        assert resolve_precision("auto", "cpu") == ("bf16-mixed" if native_bf16 else "32-true")
+    finally:
+        hardware.cpu_flags.cache_clear()

@@ -311,3 +311,34 @@ def test_parallel_jobs_prepare_the_data_dir_once(tmp_path, monkeypatch):
     [j.start() for j in jobs]
     [j.join() for j in jobs]
     assert len(calls) == 1 and most_active[0] == 1
+
+
+def test_resume_reads_the_last_checkpoint_not_the_best(tmp_path):
+    _, straight = train(tmp_path / "straight", "trainer.max_epochs=3")
+    run_dir = tmp_path / "interrupted"
+    interrupted_run(run_dir, epoch=2)  # last.ckpt: the end of epoch 1; interrupted.ckpt: inside epoch 2
+    ckpts = run_dir / "checkpoints"
+    (ckpts / "best.ckpt").write_bytes((ckpts / "interrupted.ckpt").read_bytes())  # a best that is not the last
+    code, resumed = train(run_dir, "trainer.max_epochs=3", f"resume={run_dir}")
+    assert code == 0 and resumed["status"] == "completed"
+    final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (tmp_path / "straight", run_dir)]
+    assert all(torch.equal(final[0]["state_dict"][k], final[1]["state_dict"][k]) for k in final[0]["state_dict"])
+
+
+def test_a_debug_pass_never_resumes_a_run(tmp_path, caplog):
+    interrupted_run(tmp_path, epoch=1)
+    log = refused(tmp_path, caplog, "trainer.max_epochs=3", "debug=fdr", f"resume={tmp_path}")
+    assert f"debug=fdr with resume={tmp_path}: a debug pass runs a few batches and never writes into a run" in log
+
+
+def test_a_run_without_checkpoints_is_refused_resume_instead_of_restarted(tmp_path, caplog):
+    code, record = train(
+        tmp_path,
+        "trainer.max_epochs=3",
+        "callbacks=none",
+        "+callbacks.sig._target_=helpers.SignalAt",
+        "+callbacks.sig.epoch=1",
+    )
+    assert code == 130 and record["status"] == "interrupted"
+    log = refused(tmp_path, caplog, "trainer.max_epochs=3", "callbacks=none", f"resume={tmp_path}")
+    assert "was trained with callbacks=none, which saves no checkpoints: it cannot be resumed" in log

@@ -649,3 +649,21 @@ def test_ctrl_c_while_the_run_dir_is_being_opened_leaves_no_folder(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         policy_run(tmp_path / "a", lambda seen: pytest.fail("the job started"), monkeypatch=monkeypatch)
     assert not (tmp_path / "a").exists()
+
+
+def test_a_sweep_job_aimed_at_a_used_run_dir_is_refused_and_changes_nothing(tmp_path, monkeypatch, caplog):
+    assert policy_run(tmp_path, lambda _: {"val_acc_best": 0.5}, monkeypatch=monkeypatch) == 0.5
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    again = policy_run(tmp_path, lambda _: pytest.fail("the job started"), multirun=True, monkeypatch=monkeypatch)
+    assert again is None  # the sweep goes on with its other jobs
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert f"{tmp_path} already holds a run (status completed); it is never overwritten." in caplog.text
+
+
+def test_the_record_says_completed_only_after_the_test_at_the_end(tmp_path):
+    # a run whose final test fails is not completed: the test's numbers belong to the record
+    with pytest.raises(SystemExit) as ended:
+        run(compose_config([*TINY, "trainer.max_epochs=1", "+callbacks.boom._target_=helpers.FailOnTest"], tmp_path))
+    record = record_of(tmp_path)
+    assert ended.value.code == 2 and record["status"] == "failed" and "the test set broke" in record["error"]
+    assert "test_acc" not in record

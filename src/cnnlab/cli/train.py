@@ -119,10 +119,11 @@ def check(cfg: DictConfig, run_dir: Path) -> Checked:
             f"consistency_shift={cfg.consistency_shift} is not below the {smallest}-px side of {datamodule.name}'s "
             f"images. Fix: e.g. consistency_shift={max(1, smallest // 8)} (or 0 to turn the measure off)."
         )
-    datamodule.prepare_data()
+    resume_from = resume_checkpoint(cfg, run_dir, HydraConfig.get().runtime.choices.get("debug"))
+    datamodule.prepare_data()  # last: reading the data is the slow part
     datamodule.setup("fit")
     check_batches(cfg.trainer, datamodule)
-    return Checked(datamodule, resume_checkpoint(cfg, run_dir))
+    return Checked(datamodule, resume_from)
 
 
 def check_batches(trainer_cfg: DictConfig, datamodule: ImageDataModule) -> None:

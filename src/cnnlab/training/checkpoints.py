@@ -60,7 +60,7 @@ def check_model_matches(saved: dict[str, Any], model_cfg: dict[str, Any], path: 
         )
 
 
-def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+def resume_checkpoint(cfg: DictConfig, run_dir: Path, debug: str | None = None) -> Path | None:
     """The checkpoint to resume from (`resume=<run dir>`, `ckpt_path=last|<file>`), checked against the config.
 
     A run interrupted before its first epoch ended has no checkpoint: it restarts from the beginning (the
@@ -68,6 +68,12 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     """
     if not (cfg.resume or cfg.ckpt_path):
         return None
+    if debug and (cfg.resume or cfg.ckpt_path == "last"):  # the debug group's choice
+        raise CnnlabError(
+            f"debug={debug} with {'resume=' + str(cfg.resume) if cfg.resume else 'ckpt_path=last'}: a debug pass "
+            f"runs a few batches and never writes into a run's record. Fix: drop the resume, or drop debug=... to "
+            f"resume the run itself."
+        )
     target = Path(cfg.resume) if cfg.resume else run_dir
     ckpt = target / "checkpoints" / "last.ckpt" if cfg.resume or cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     previous = runs.read_metrics(target) if cfg.resume or cfg.ckpt_path == "last" else None
@@ -77,6 +83,12 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
             f"Fix: start a new run (train longer with trainer.max_epochs=... in a new directory)."
         )
     if not ckpt.is_file():
+        if previous is not None and (previous.get("choices") or {}).get("callbacks") == "none":
+            raise CnnlabError(
+                f"{target} was trained with callbacks=none, which saves no checkpoints: it cannot be resumed "
+                f"(restarting it would discard the epochs it finished). Fix: start a new run; keep the default "
+                f"callbacks for a run you may resume."
+            )
         if previous is not None and previous.get("status") in ("interrupted", "failed"):
             log.warning(
                 "%s stopped before its first epoch ended (no %s): it restarts from the beginning.", target, ckpt
