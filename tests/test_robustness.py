@@ -32,11 +32,11 @@ def train(run_dir: Path, *extra: str) -> tuple[int, dict]:
     return code, json.loads((run_dir / "metrics.json").read_text())
 
 
-def refused(run_dir: Path, caplog, *extra: str) -> str:
+def refused(run_dir: Path, caplog, *extra: str, base: tuple[str, ...] = tuple(TINY)) -> str:
     """Run a command that must be refused: exit 2 and nothing written into `run_dir`; return the log."""
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
-        run(compose_config(TINY + list(extra), run_dir))
+        run(compose_config([*base, *extra], run_dir))
     assert exit_info.value.code == 2
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert after.keys() == before.keys() and [p for p in after if after[p] != before[p]] == []
@@ -342,3 +342,50 @@ def test_a_run_without_checkpoints_is_refused_resume_instead_of_restarted(tmp_pa
     assert code == 130 and record["status"] == "interrupted"
     log = refused(tmp_path, caplog, "trainer.max_epochs=3", "callbacks=none", f"resume={tmp_path}")
     assert "was trained with callbacks=none, which saves no checkpoints: it cannot be resumed" in log
+
+
+def test_a_failed_download_leaves_no_folder_and_no_lock_behind(tmp_path, caplog, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    data_dir = tmp_path / "my data" / "cifar"  # a space, and two folders that do not exist yet
+    cifar = ("data=cifar10", "progress_bar=false", "model.width=8")
+    log = refused(tmp_path / "run", caplog, f"data.data_dir='{data_dir}'", "data.download=true", base=cifar)
+    assert "the download failed: OSError: [Errno 101] Network is unreachable" in log
+    assert list(tmp_path.iterdir()) == []  # neither the data folders nor the run dir
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path, caplog):
+    (tmp_path / "cifar.tar.gz").write_bytes(b"not a folder")
+    log = refused(tmp_path / "run", caplog, f"data.data_dir={tmp_path}/cifar.tar.gz", base=("data=cifar10",))
+    assert f"data.data_dir={tmp_path}/cifar.tar.gz is a file, not a folder. Fix: data.data_dir=<the folder" in log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar.tar.gz"]
+
+
+def test_a_full_disk_ends_in_one_line_a_failed_record_and_no_partial_files(tmp_path, caplog, monkeypatch):
+    import errno
+
+    real_save, calls = torch.save, []
+
+    def disk_fills_in_epoch_two(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) <= 2:  # epoch 0's best.ckpt and last.ckpt
+            return real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(b"x" * 1000)  # part of the checkpoint made it to disk
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(torch, "save", disk_fills_in_epoch_two)
+    code, record = train(tmp_path, "trainer.max_epochs=2", "lab_images=false")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert code == 2 and record["status"] == "failed" and "Traceback" not in caplog.text
+    assert (
+        record["error"].startswith("the disk refused a write writing ")
+        and "(No space left on device)" in (record["error"])
+    )
+    left = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert not [name for name in left if name.endswith((".partial", ".tmp"))], left
+    # the checkpoints of epoch 0 are whole: the failed write of epoch 1 never touched them
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8

@@ -1,5 +1,10 @@
 """User-facing errors: each message names the bad value, the valid choices and the fix."""
 
+import errno
+
+# A full disk, an exhausted quota, a file system mounted read-only.
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
 
 class CnnlabError(Exception):
     """An error caused by the user's input; printed as one clear message, never a traceback."""
@@ -40,6 +45,12 @@ def user_error(exc: BaseException) -> CnnlabError | None:
     while exc is not None:
         if isinstance(exc, CnnlabError):
             return exc
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:  # the machine's state, not a bug: one line
+            where = f" writing {exc.filename}" if exc.filename else ""
+            return CnnlabError(
+                f"the disk refused a write{where} ({exc.strerror}). Fix: free space there (or make it writable), "
+                f"or choose hydra.run.dir on another disk."
+            )
         chain.append(exc)
         exc = exc.__cause__
     from cnnlab.config import instantiation_error  # here: cnnlab.config imports this module

@@ -79,9 +79,13 @@ def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the record is as readable as any other file
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(record, indent=2, sort_keys=True, default=float) + "\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record, indent=2, sort_keys=True, default=float) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: the previous record (if any) stays whole, and no temp file stays
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -323,7 +327,12 @@ def _run_checked(
 
 def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
     record["wall_s"] = round(time.perf_counter() - start, 3)
-    write_metrics(run_dir, record)
+    try:
+        write_metrics(run_dir, record)
+    except OSError as e:
+        if user_error(e) is None:
+            raise
+        log.error("metrics.json could not be written, so %s has no record: %s", run_dir, user_error(e))
 
 
 class RunEnded(SystemExit):

@@ -82,6 +82,16 @@ def find_batches_folder(data_dir: Path) -> Path | None:
     return None
 
 
+def _remove_leftovers(lock: Path, made: list[Path]) -> None:
+    """After a failed download: the lock file, and the folders it made, as far as they are empty."""
+    lock.unlink(missing_ok=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a partial archive stays for torchvision to check), or gone
+            break
+
+
 class CIFAR10DataModule(ImageDataModule):
     """45,000 train / 5,000 validation (seeded split) / 10,000 official test images."""
 
@@ -100,16 +110,24 @@ class CIFAR10DataModule(ImageDataModule):
         """Download into data_dir if the batches folder is absent; a file lock serialises parallel jobs."""
         if find_batches_folder(self.data_dir) is not None:
             return
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise DataError(
+                f"data.data_dir={self.data_dir} is a file, not a folder. Fix: data.data_dir=<the folder that holds "
+                f"{FOLDER}> (or that a download may fill)."
+            )
         if not self.download:
             raise DataError(self._missing_message("download is off (data.download=false)"))
+        made = [p for p in (self.data_dir, *self.data_dir.parents) if not p.exists()]  # deepest first
+        lock = self.data_dir / ".cnnlab-download.lock"
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.data_dir / ".cnnlab-download.lock")):
+            with FileLock(str(lock)):
                 if find_batches_folder(self.data_dir) is None:  # another job may have finished it
                     from torchvision.datasets import CIFAR10
 
                     CIFAR10(str(self.data_dir), train=True, download=True)
         except Exception as e:  # no network, read-only disk, bad archive: all end the same way for the user
+            _remove_leftovers(lock, made)
             raise DataError(self._missing_message(f"the download failed: {type(e).__name__}: {e}")) from None
 
     def _missing_message(self, why: str) -> str:

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.training import callbacks as cb
+from cnnlab.training.checkpoints import AtomicCheckpointIO
 from cnnlab.training.hardware import resolve_precision
 from cnnlab.training.lab_images import LabImages
 
@@ -76,6 +77,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback
         callbacks=callbacks,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=bool(cfg.progress_bar),
+        plugins=[AtomicCheckpointIO()],
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
 
