@@ -667,3 +667,16 @@ def test_the_record_says_completed_only_after_the_test_at_the_end(tmp_path):
     record = record_of(tmp_path)
     assert ended.value.code == 2 and record["status"] == "failed" and "the test set broke" in record["error"]
     assert "test_acc" not in record
+
+
+def test_eval_reads_its_data_before_its_directory_opens(trained, tmp_path):
+    from cnnlab.cli.eval import run as run_eval
+    from cnnlab.runs import RunEnded
+
+    (tmp_path / "cifar.tar.gz").write_bytes(b"not a folder")
+    overrides = [f"ckpt_path={trained}/checkpoints/best.ckpt", "data=cifar10", f"data.data_dir={tmp_path}/cifar.tar.gz"]
+    cfg = compose_config([*overrides, "model.width=16"], tmp_path / "eval", name="eval")
+    with pytest.raises(RunEnded) as ended:
+        run_eval(cfg)
+    assert ended.value.code == 2 and "is a file, not a folder" in ended.value.reason
+    assert not (tmp_path / "eval").exists()

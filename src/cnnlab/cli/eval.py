@@ -37,25 +37,29 @@ def effective_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> Dict
     return merged
 
 
-def check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """The checkpoint's config, checked to exist and to match any model overrides."""
+def check(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], Any]:
+    """The checkpoint's config, checked to exist and to match any model overrides, and its test data, read
+    (missing or damaged files are refused here, before the eval's directory is opened)."""
     if not cfg.ckpt_path or cfg.ckpt_path == "???":
         raise CnnlabError("no checkpoint given. Fix: cnnlab-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
     saved = saved_config(cfg.ckpt_path)
     overrides = list(HydraConfig.get().overrides.task)
     if any(o.lstrip("+~").startswith("model") for o in overrides):
         check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
+    run_cfg = effective_config(cfg, saved, overrides)
+    datamodule = hydra.utils.instantiate(run_cfg.data, augment=hydra.utils.instantiate(run_cfg.augment))
     if any(o.lstrip("+~").startswith("data") for o in overrides):  # another dataset: its images must fit the model
-        run_cfg = effective_config(cfg, saved, overrides)
-        check_fits(hydra.utils.instantiate(run_cfg.model), hydra.utils.instantiate(run_cfg.data))
-    return saved
+        check_fits(hydra.utils.instantiate(run_cfg.model), datamodule)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return saved, datamodule
 
 
-def evaluate(cfg: DictConfig, run_dir: Path, saved: dict[str, Any]) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, run_dir: Path, checked: tuple[dict[str, Any], Any]) -> dict[str, Any]:
     """Test the checkpoint on its test set (or the overridden data); return the metrics.json record."""
+    saved, datamodule = checked
     run_cfg = effective_config(cfg, saved, list(HydraConfig.get().overrides.task))
     module = ImageClassifier(OmegaConf.to_container(run_cfg, resolve=True))
-    datamodule = hydra.utils.instantiate(run_cfg.data, augment=hydra.utils.instantiate(run_cfg.augment))
     trainer = build_trainer(run_cfg, None)
     result = trainer.test(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)[0]
     log.info("test/acc %.4f  test/loss %.4f  (%s)", result["test/acc"], result["test/loss"], cfg.ckpt_path)
