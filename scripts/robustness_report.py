@@ -172,17 +172,23 @@ checked first); for a directory that already held a run, whether any of its file
 """
 
 FOOTER = """
-Every value is checked against the type of its default, its range, and the keys the config has, before
-any data loads or any file is written (`cnnlab.config.validate`; `tests/test_validation.py` gives every leaf
-key a wrong-typed value). Damaged data files are never deleted or overwritten: the error names the file and
+Every value is checked against the type of its default, its range, and the keys the config has, and the data
+is read, before any file is written (`cnnlab.config.validate`, then each command's check; `tests/test_validation.py`
+gives every leaf key a wrong-typed value). Damaged data files are never deleted or overwritten: the error names the file and
 the fix. A sweep job with bad input records its error in its own new `metrics.json` and the sweep goes on.
 
 ## Interruption, resume and faults (tested in `tests/test_robustness.py`)
 
 - SIGINT or SIGTERM during training: the current batch finishes, `checkpoints/interrupted.ckpt` is saved
   (the weights at that moment, for inspection), `metrics.json` says `interrupted`, the exit code is
-  128 + the signal (130 / 143), and the log prints the resume command. A second Ctrl+C stops at once; Ctrl+C
-  before training starts prints one line and exits 130.
+  128 + the signal (130 / 143), and the log prints the resume command. A second Ctrl+C stops at once, with
+  exit 130 and an `interrupted` record (no checkpoint of that moment; `last.ckpt` holds the last whole epoch).
+  Ctrl+C while the command imports its libraries prints one line and exits 130 (the signal is held until the
+  imports end: raised inside one, a library's bare `except` swallowed it). Ctrl+C after the checks but before
+  training (loading data, building the trainer) records `interrupted`, exit 130; one that lands while the run
+  directory is being opened removes what was begun.
+- A run directory is held under an exclusive lock (`flock` on the folder) while its job runs: a second
+  `cnnlab-train` aimed at it is refused in one line and changes nothing. The lock ends with the process.
 - `checkpoints/last.ckpt` is written at the end of every epoch, whatever val/acc did: in a completed run it
   holds the final weights. `best.ckpt` is the best by val/acc.
 - `cnnlab-train resume=<run dir>` continues in that directory from `checkpoints/last.ckpt` (the end of the
@@ -192,7 +198,10 @@ the fix. A sweep job with bad input records its error in its own new `metrics.js
   epoch, at an epoch boundary, inside the last) and resumed ends with bit-identical weights and the same
   metrics as an uninterrupted one. `ckpt_path=last` with `hydra.run.dir=<run dir>` does the same. A resume of
   a completed run, with another model config, or with another `trainer.max_epochs`/`max_steps` under a
-  schedule laid out over the run's length, is refused before anything is written.
+  schedule laid out over the run's length, is refused before anything is written. So are a debug pass
+  (`debug=fdr|limit|overfit|profiler`) aimed at a run with `resume=` (a few batches must never mark a run
+  `completed`), and the resume of a run trained with `callbacks=none`, which saved no checkpoint (restarting it
+  would silently discard the epochs it finished).
 - A NaN or infinite loss stops the run naming the step and suggesting causes (learning rate, precision)
   before any checkpoint stores the broken weights; `last.ckpt` is the last good one and `metrics.json`
   says `failed`.
@@ -200,6 +209,22 @@ the fix. A sweep job with bad input records its error in its own new `metrics.js
   compare) changes a file in it, except its own resume. Hydra writes nothing into a run directory itself;
   cnnlab saves `.hydra/` and the log once the directory is accepted. `cnnlab-eval` writes into its own
   directory. Records are written atomically, by rank zero only (DDP runs write one record).
+- Checkpoints are written to a hidden `.<name>.partial` beside them and renamed into place, so a full disk or a
+  kill during a save leaves the previous checkpoint whole; a failed write removes its partial file (the record's
+  temp file too). A full disk, an exhausted quota or a read-only file system ends the run in one line ("the disk
+  refused a write writing <file> (No space left on device). Fix: ...") with a `failed` record where one can
+  still be written, exit 2.
+- A failed CIFAR-10 download removes its lock file and the folders it created for `data.data_dir`.
+- Before a run directory opens, the check also reads the data and refuses, in one line each: a validation split
+  that leaves no training image, an epoch of no batches (`trainer.limit_train_batches=0`, or `experiment=cpu94`'s
+  batch of 2,000 with `drop_last` on fewer images), `debug=overfit` with batches from a DataLoader, more
+  `threads` than cores, a precision that casts the whole model (`64-true`, `bf16-true`, `16-true`: the batches
+  are float32), and a logger whose package is missing (`logger=mlflow` names the extra to install).
+- Optuna: `hydra.sweeper.n_trials=0` and a storage URL Optuna cannot open each end in one line, exit 2.
+- Hydra's syntax: `-m` after the overrides gets the command reordered; a value with a non-ASCII letter (or a
+  character the override grammar reserves) gets its quoted form, `'key="value"'`.
+- The notebook API: `cnnlab.train([... "hydra.run.dir=X"])` writes into X; a refused `cnnlab.train` leaves no
+  folder behind; `cnnlab.load_sweep` and `cnnlab.load_run` refuse a path that does not exist.
 - Parallel jobs preparing the same `data_dir` take a file lock: one downloads, the others wait and read.
 """
 
