@@ -175,7 +175,8 @@ FOOTER = """
 Every value is checked against the type of its default, its range, and the keys the config has, and the data
 is read, before any file is written (`cnnlab.config.validate`, then each command's check;
 `tests/test_validation.py` gives every leaf key a wrong-typed value). Damaged data files are never deleted or
-overwritten: the error names the file and the fix. A sweep job with bad input records its error in its own new `metrics.json` and the sweep goes on.
+overwritten: the error names the file and the fix. A sweep job with bad input records its error in its own new
+`metrics.json` and the sweep goes on.
 
 ## Interruption, resume and faults (tested in `tests/test_robustness.py`)
 
