@@ -87,8 +87,9 @@ def test_the_leaves_cover_nested_groups():
 
 CLI_CASES = [  # a name no config will plausibly take: the list of valid ones grows as configs are added
     (["model=no_such_model_xyz"], "model=no_such_model_xyz is not a config in conf/model/. Valid: cnn, fast, mlp"),
-    (["model.dpth=3"], "model.dpth is not a key of the config"),
-    (["threads=-1"], "threads=-1 is out of range"),  # checked before the Hydra app sets torch's threads
+    # ~5 s each; the same refusals are pinned in process, and test_train's model.pool=maxx takes this path too
+    pytest.param(["model.dpth=3"], "model.dpth is not a key of the config", marks=pytest.mark.slow),
+    pytest.param(["threads=-1"], "threads=-1 is out of range", marks=pytest.mark.slow),  # before torch's threads
     (["model._target_=nonexistent.Module"], "model._target_=nonexistent.Module cannot be imported"),
 ]
 
@@ -283,3 +284,32 @@ def test_a_value_the_override_grammar_needs_quoted_gets_the_quoted_form(key):
     )
     quoted = compose_config([f'{key}="/tmp/données"'], return_hydra_config=True)  # the fix works
     assert OmegaConf.select(quoted, key) == "/tmp/données"
+
+
+@pytest.mark.slow  # a subprocess (~6 s idle)
+def test_a_stored_study_continued_with_another_space_ends_in_one_line_and_leaves_no_trial_running(tmp_path):
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="widths", storage=storage, direction="maximize")
+    study.add_trial(  # run earlier with the CNN's space: width from 16, 32, 64
+        create_trial(
+            params={"model.width": 32}, distributions={"model.width": CategoricalDistribution((16, 32, 64))}, value=0.5
+        )
+    )
+    exe = Path(sys.executable).with_name("cnnlab-train")
+    args = ["-m", "hparams_search=optuna", "data=tiny", "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={storage}"]
+    args += ["hydra.sweeper.study_name=widths", '+hydra.sweeper.params={model.width:"choice(4,8)"}']
+    proc = subprocess.run(
+        [str(exe), *args, f"hydra.sweep.dir={tmp_path}/sweep"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"error: the study widths in {storage} was run with another search space" in proc.stderr
+    states = [t.state for t in optuna.load_study(study_name="widths", storage=storage).trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL] and not (tmp_path / "sweep").exists()

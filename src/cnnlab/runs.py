@@ -182,6 +182,7 @@ def task_choices(hydra_cfg: Any) -> dict[str, Any]:
 # The output directory (run dir, or sweep dir) of the Hydra command in this process and the deepest of its
 # folders that existed before the command: what a refused command may remove again. Set by OutputDirs.
 _OUTPUT: tuple[Path, Path] | None = None
+_STARTED = 0.0  # when this process's command started (time.time()): what it may have begun in a shared store
 
 
 def note_output_dir(path: Any) -> None:
@@ -415,6 +416,33 @@ def _raised_in_job(exc: BaseException) -> bool:
     return any(frame.f_code is run_job.__code__ for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
+def _changed_space(exc: BaseException, config_name: str | None) -> ConfigError | None:
+    """A stored Optuna study continued with another search space: Optuna refuses the new distribution after it has
+    opened a trial. That trial (started by this command) is marked failed, so the study holds none left RUNNING."""
+    text = " ".join(str(exc).split())
+    if not (isinstance(exc, ValueError) and ("dynamic value space" in text or "different distribution" in text)):
+        return None
+    if config_name is None:
+        return None
+    # The sweeper's settings, from the command line's Hydra overrides (the swept values would not compose).
+    hydra_args = [a for a in sys.argv[1:] if a.lstrip("+~").startswith(("hydra.", "hparams_search"))]
+    sweeper = config.compose_config(hydra_args, name=config_name, return_hydra_config=True).hydra.sweeper
+    storage, name = sweeper.get("storage"), sweeper.get("study_name")
+    if not storage:
+        return None
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.datetime_start is not None and trial.datetime_start.timestamp() >= _STARTED:
+            study.tell(trial.number, state=TrialState.FAIL)
+    return ConfigError(
+        f"the study {name} in {storage} was run with another search space ({text}). Fix: a new "
+        f"hydra.sweeper.study_name for this space, or continue the study with the space it was run with."
+    )
+
+
 def _empty_study(exc: BaseException) -> ConfigError | None:
     """Optuna's sweeper asked for the best trial of a study that ran none: n_trials below 1."""
     if not (isinstance(exc, ValueError) and "No trials are completed" in str(exc)) or _OUTPUT is None:
@@ -453,8 +481,9 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
     """
 
     def wrapped() -> None:
-        global _OUTPUT
+        global _OUTPUT, _STARTED
         _OUTPUT = None  # noted afresh by this command's OutputDirs callback
+        _STARTED = time.time()
         quiet()
         full_error = os.environ.get("HYDRA_FULL_ERROR")
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to here instead of printing them
@@ -479,7 +508,7 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
         except Exception as e:
             cause = user_error(e)
             if not _raised_in_job(e):  # a job's own errors were handled (or re-raised as bugs) by run_job
-                cause = cause or config.startup_error(e) or _empty_study(e)
+                cause = cause or config.startup_error(e) or _empty_study(e) or _changed_space(e, composes)
                 if cause is not None and _OUTPUT is not None:
                     remove_created(_OUTPUT[0], leftovers=("multirun.yaml",))
             if cause is None and (failed := _failed_study(e)) is not None:
