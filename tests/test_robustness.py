@@ -319,8 +319,9 @@ def test_resume_reads_the_last_checkpoint_not_the_best(tmp_path):
     interrupted_run(run_dir, epoch=2)  # last.ckpt: the end of epoch 1; interrupted.ckpt: inside epoch 2
     ckpts = run_dir / "checkpoints"
     (ckpts / "best.ckpt").write_bytes((ckpts / "interrupted.ckpt").read_bytes())  # a best that is not the last
+    (ckpts / ".interrupted.ckpt.partial").write_bytes(b"x" * 1000)  # a save killed midway (SIGKILL) left this
     code, resumed = train(run_dir, "trainer.max_epochs=3", f"resume={run_dir}")
-    assert code == 0 and resumed["status"] == "completed"
+    assert code == 0 and resumed["status"] == "completed" and not (ckpts / ".interrupted.ckpt.partial").exists()
     final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (tmp_path / "straight", run_dir)]
     assert all(torch.equal(final[0]["state_dict"][k], final[1]["state_dict"][k]) for k in final[0]["state_dict"])
 

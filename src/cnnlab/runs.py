@@ -121,6 +121,9 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
             f"{run_dir} already holds a run (status {previous.get('status')}); it is never "
             f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}."
         )
+    if resuming:  # a save the process was killed in (SIGKILL, power) left its partial file: never a checkpoint
+        for partial in (run_dir / "checkpoints").glob(".*.partial"):
+            partial.unlink()
     return save_run_files(run_dir, cfg, resuming)
 
 
