@@ -7,11 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 mutation mlflow tensorboard clean
+.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 peer94muon mutation mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install:  ## create .venv and install cnnlab (editable) with pinned dependencies
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench-fastnet:  ## FastNet's bare training step (what bounds cpu94/fast94 on a C
 DATA ?= data
 peer94:  ## cpu94's peer: airbench94 in plain PyTorch on this CPU, e.g. make peer94 DATA=../shared/data SEED=0 (~17 min)
 	/usr/bin/time -f "%e s for the whole process" $(BIN)/python scripts/peer_airbench94.py --data-dir $(DATA) --seed $(or $(SEED),0)
+
+peer94muon:  ## cpu94's second peer: airbench94_muon in plain PyTorch, e.g. make peer94muon DATA=../shared/data SEED=0
+	/usr/bin/time -f "%e s for the whole process" $(BIN)/python scripts/peer_airbench94_muon.py --data-dir $(DATA) --seed $(or $(SEED),0)
 
 mlflow:  ## MLflow's UI over outputs/mlflow.db (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db

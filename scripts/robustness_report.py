@@ -212,9 +212,9 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   directory. Records are written atomically, by rank zero only (DDP runs write one record).
 - Checkpoints are written to a hidden `.<name>.partial` beside them and renamed into place, so a full disk or a
   kill during a save leaves the previous checkpoint whole; a failed write removes its partial file (the record's
-  temp file too), and a resume removes one a killed process left. A full disk, an exhausted quota or a read-only file system ends the run in one line ("the disk
-  refused a write writing <file> (No space left on device). Fix: ...") with a `failed` record where one can
-  still be written, exit 2.
+  temp file too), and a resume removes one a killed process left. A full disk, an exhausted quota or a
+  read-only file system ends the run in one line ("the disk refused a write writing <file> (No space left on
+  device). Fix: ...") with a `failed` record where one can still be written, exit 2.
 - A failed CIFAR-10 download removes its lock file and the folders it created for `data.data_dir`.
 - Before a run directory opens, the check also reads the data and refuses, in one line each: a validation split
   that leaves no training image, an epoch of no batches (`trainer.limit_train_batches=0`, or `experiment=cpu94`'s
