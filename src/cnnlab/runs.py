@@ -257,7 +257,16 @@ def run_job(
         _unlock_run_dir(run_dir)
 
 
-def _run_job(cfg, check, job, run_dir: Path, multirun: bool, record: dict[str, Any], resuming: bool) -> float | None:
+def _run_job(
+    cfg: DictConfig,
+    check: Callable[[DictConfig, Path], Any],
+    job: Callable[[DictConfig, Path, Any], dict[str, Any]],
+    run_dir: Path,
+    multirun: bool,
+    record: dict[str, Any],
+    resuming: bool,
+) -> float | None:
+    """run_job's body, with the run dir's lock held by the caller until it returns."""
     from hydra.core.hydra_config import HydraConfig
 
     start = time.perf_counter()

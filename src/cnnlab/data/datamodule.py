@@ -207,18 +207,23 @@ class ImageDataModule(L.LightningDataModule):
         self.check_arrays(test_x, test_y, "test")
         n_val = self._val_count(len(train_x))
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        if self.train_subset is not None:
-            if not 0 < self.train_subset <= len(train_idx):
-                raise ConfigError(
-                    f"data.train_subset={self.train_subset} is outside 1..{len(train_idx)}: {self.name} has "
-                    f"{len(train_idx)} training images after the {n_val}-image validation split. "
-                    f"Fix: data.train_subset<={len(train_idx)}, or data.train_subset=null for all of them."
-                )
-            train_idx = train_idx[: self.train_subset]  # the split order is already a seeded shuffle
+        val_idx = order[:n_val]
+        train_idx = self._subset(order[n_val:], f"{self.name} has", f"the {n_val}-image validation split")
         self.train_set = TensorDataset(train_x[train_idx], train_y[train_idx])
         self.val_set = TensorDataset(train_x[val_idx], train_y[val_idx])
         self.test_set = TensorDataset(test_x, test_y)
+
+    def _subset(self, order: torch.Tensor | list[int], owner: str, after: str) -> torch.Tensor | list[int]:
+        """The first data.train_subset of `order` (a seeded shuffle of the training images), or all of them."""
+        if self.train_subset is None:
+            return order
+        if not 0 < self.train_subset <= len(order):
+            raise ConfigError(
+                f"data.train_subset={self.train_subset} is outside 1..{len(order)}: {owner} {len(order)} training "
+                f"images after {after}. Fix: data.train_subset<={len(order)}, or data.train_subset=null for all of "
+                f"them."
+            )
+        return order[: self.train_subset]
 
     def _val_count(self, available: int) -> int:
         """Images held out for validation; 0 (data.val_size=0) trains on all of them, as airbench does."""

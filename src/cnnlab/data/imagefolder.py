@@ -189,14 +189,7 @@ class ImageFolderDataModule(ImageDataModule):
                 count = self._test_count(len(order)) if split == "test" else self._val_count(len(order))
                 held[split] = [paths[i] for i in order[:count]], [labels[i] for i in order[:count]]
                 order = order[count:]
-        if self.train_subset is not None:
-            if not 0 < self.train_subset <= len(order):
-                raise ConfigError(
-                    f"data.train_subset={self.train_subset} is outside 1..{len(order)}: {self.layout.root} has "
-                    f"{len(order)} training images after the validation and test splits. "
-                    f"Fix: data.train_subset<={len(order)}, or data.train_subset=null for all of them."
-                )
-            order = order[: self.train_subset]  # already a seeded shuffle
+        order = self._subset(order, f"{self.layout.root} has", "the validation and test splits")
         mode = MODES[self.in_channels]
         train = ImageFiles([paths[i] for i in order], [labels[i] for i in order], mode, self.image_size)
         return train, *(ImageFiles(*held[s], mode, self.image_size) for s in ("val", "test"))
