@@ -137,6 +137,11 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="folder holding cifar-10-batches-py")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=HYP["epochs"], help="9.9 is airbench94's; less to try it")
+    parser.add_argument(
+        "--curve",
+        action="store_true",
+        help="test accuracy (no TTA) after each epoch, timed apart from training (accuracy-time curve)",
+    )
     args = parser.parse_args()
     HYP["epochs"] = args.epochs
     start = time.perf_counter()
@@ -177,7 +182,7 @@ def main() -> None:
     flipped_once = torch.where((torch.rand(len(train_x), generator=gen) < 0.5).view(-1, 1, 1, 1),
                                train_x.flip(-1), train_x)  # fmt: skip
     padded = F.pad(flipped_once, (HYP["translate"],) * 4, "reflect")
-    step, train_s = 0, 0.0
+    step, train_s, curve_s = 0, 0.0, 0.0
     for epoch in range(math.ceil(HYP["epochs"])):
         t0 = time.perf_counter()
         net[0].bias.requires_grad = epoch < HYP["whiten_bias_epochs"]
@@ -200,13 +205,18 @@ def main() -> None:
                 break
         train_s += time.perf_counter() - t0
         print(f"epoch {epoch + 1}: train loss {loss.item() / batch:.3f}, {train_s:.0f} s of training", flush=True)
+        if args.curve:
+            t1 = time.perf_counter()
+            curve_acc = evaluate(net, test_x, test_y, tta=False)
+            curve_s += time.perf_counter() - t1
+            print(f"curve: epoch {epoch + 1}, {train_s:.1f} s of training, test acc {100 * curve_acc:.2f}%", flush=True)
         if step >= total_steps:
             break
     lookahead(1.0)
     acc, acc_tta = evaluate(net, test_x, test_y, tta=False), evaluate(net, test_x, test_y, tta=True)
     print(f"seed {args.seed}: test acc {100 * acc:.2f}%, with TTA {100 * acc_tta:.2f}%; {step} steps, "
           f"{train_s:.0f} s training ({step * batch / train_s:.0f} img/s), "
-          f"{time.perf_counter() - start:.0f} s in main")  # fmt: skip
+          f"{time.perf_counter() - start:.0f} s in main, {curve_s:.0f} s of it in --curve evaluations")  # fmt: skip
 
 
 if __name__ == "__main__":

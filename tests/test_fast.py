@@ -64,6 +64,20 @@ def test_tta_levels_average_the_documented_views():
     assert torch.allclose(predict_tta(net, x, 2), expected, atol=1e-6)
 
 
+def test_tta_reuses_the_plain_logits_it_is_given():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    x = torch.randn(2, 3, 32, 32)
+    expected = {level: predict_tta(net, x, level) for level in (1, 2)}
+    seen = []
+    net.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    for level, views in ((1, 2), (2, 6)):
+        seen.clear()
+        assert torch.allclose(predict_tta(net, x, level, net(x)), expected[level], atol=1e-6)
+        assert len(seen) == views  # the caller's forward and one fewer in TTA
+        assert sum(torch.equal(v, x) for v in seen) == 1  # the unflipped view ran once, not twice
+
+
 def test_norm_parameters_get_scaled_lr_and_matching_decay():
     net = FastNet(widths=(8, 8, 8), **CIFAR10)
     optimizer = torch.optim.SGD(
@@ -145,13 +159,23 @@ def test_cpu94_recipe_trains_on_all_training_images_without_a_validation_loop(tm
 
     cfg = compose_config(
         ["experiment=cpu94", "data=tiny", "model.widths=[16,32,32]", "data.batch_size=100", "trainer.max_epochs=3"]
-        + ["progress_bar=false", "logger=csv"],
+        + ["progress_bar=false", "logger=csv", "+callbacks.curve._target_=cnnlab.training.callbacks.TestAccuracyCurve"],
         tmp_path,
     )
     run(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["test_acc_tta"] > 0.5  # chance is 0.1
-    assert metrics["val_acc_best"] is None and set(metrics["curves"]) == {"train/acc", "train/loss"}
+    curves = metrics["curves"]
+    assert metrics["val_acc_best"] is None and set(curves) == {"train/acc", "train/loss"} | {
+        "curve/train_s",
+        "curve/test_acc",
+        "curve/eval_s",
+    }
+    # the accuracy–time curve: a point per epoch, training time only growing, and its last accuracy is the one the
+    # test loop measured on the same (last) weights
+    assert len(curves["curve/test_acc"]) == len(curves["curve/eval_s"]) == 3
+    assert 0 < curves["curve/train_s"][0] < curves["curve/train_s"][1] < curves["curve/train_s"][2]
+    assert curves["curve/test_acc"][-1] == pytest.approx(metrics["test_acc"], abs=1e-6)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 3 * 1200 // 100  # tiny's 1,200 training images, none held out
     groups = checkpoint["optimizer_states"][0]["param_groups"]

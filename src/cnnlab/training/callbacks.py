@@ -214,6 +214,43 @@ class WhitenFromData(L.Callback):
         self._conv(pl_module).bias.requires_grad_(trainer.current_epoch < self.bias_epochs)
 
 
+class TestAccuracyCurve(L.Callback):
+    """The run's accuracy–time curve: after every training epoch, the test split's accuracy (one plain forward per
+    image, no TTA) and the training seconds so far, kept as the curves `curve/test_acc` and `curve/train_s` in
+    metrics.json. The test passes are timed apart (`curve/eval_s`) and left out of train_s and the run's images/s;
+    they add one test pass per epoch to the run's wall time (the run's guards, ThroughputMeter first, stop their
+    clocks before this hook runs)."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    @torch.no_grad()
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        done = time.perf_counter()
+        curves = pl_module.curves
+        trained = (curves.get("curve/train_s") or [0.0])[-1] + done - self._start
+        datamodule, was_training = trainer.datamodule, pl_module.training
+        pl_module.eval()
+        correct = 0
+        with trainer.precision_plugin.forward_context():
+            for images, labels in datamodule.test_dataloader():
+                images, labels = images.to(pl_module.device), labels.to(pl_module.device)
+                logits = pl_module(datamodule.prepare_batch(images, train=False))
+                correct += int((logits.argmax(-1) == labels).sum())
+        pl_module.train(was_training)
+        for name, value in (
+            ("curve/train_s", trained),
+            ("curve/test_acc", correct / len(datamodule.test_set)),
+            ("curve/eval_s", time.perf_counter() - done),
+        ):
+            curves.setdefault(name, []).append(value)
+
+
 class Lookahead(L.Callback):
     """From `start_epoch` on, every `every` steps: ema ← lerp(ema, weights, 1 − ρ), weights ← ema, with
     ρ = decay_base^every · (step / total)^decay_pow rising over training (move fast early, average hard

@@ -95,7 +95,7 @@ class ImageClassifier(L.LightningModule):
         _, logits = self._step(batch, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
         if self.tta:
-            self.acc["tta_acc"].update(predict_tta(self, batch[0], self.tta), batch[1])
+            self.acc["tta_acc"].update(predict_tta(self, batch[0], self.tta, logits), batch[1])
         if self.consistency_shift:
             self.consistency.update(shift_agreement(self, batch[0], self.consistency_shift, self.shift_generator))
 
@@ -145,19 +145,23 @@ class ImageClassifier(L.LightningModule):
         )
 
 
-def predict_tta(model: torch.nn.Module, images: torch.Tensor, level: int) -> torch.Tensor:
+def predict_tta(
+    model: torch.nn.Module, images: torch.Tensor, level: int, logits: torch.Tensor | None = None
+) -> torch.Tensor:
     """Test-time augmentation. level 1: mean logits of image and mirror; 2: level 1 averaged half-and-half
-    with level 1 on the image translated one pixel up-left and down-right (reflect padding): six views."""
+    with level 1 on the image translated one pixel up-left and down-right (reflect padding): six views.
+    `logits`, the model's output on `images` when the caller has it already, saves one of those views."""
+    plain = model(images) if logits is None else logits
 
-    def mirror(x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * model(x) + 0.5 * model(x.flip(-1))
+    def mirror(x: torch.Tensor, unflipped: torch.Tensor | None = None) -> torch.Tensor:
+        return 0.5 * (model(x) if unflipped is None else unflipped) + 0.5 * model(x.flip(-1))
 
     if level == 1:
-        return mirror(images)
+        return mirror(images, plain)
     h, w = images.shape[-2:]
     padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
     translated = 0.5 * mirror(padded[..., :h, :w]) + 0.5 * mirror(padded[..., 2:, 2:])
-    return 0.5 * mirror(images) + 0.5 * translated
+    return 0.5 * mirror(images, plain) + 0.5 * translated
 
 
 def shifted(images: torch.Tensor, shift: int, offsets: torch.Tensor) -> torch.Tensor:
