@@ -1,7 +1,10 @@
-"""FastNet's bare training step on this machine: images/s by batch size, precision and layout, and FLOPs per image.
+"""FastNet's bare training step on this machine: images/s by batch size, precision, layout, image size and
+torch.compile, FLOPs per image, and where a step's time goes (torch.profiler, by operator).
 
 What bounds `experiment=cpu94` / `fast94` on a CPU: the model's own compute, with no data, augmentation or
-Lightning. Run on an idle machine:  .venv/bin/python scripts/bench_fastnet.py [--threads 2]
+Lightning. Run on an idle machine:
+    .venv/bin/python scripts/bench_fastnet.py [--threads 2]          # the batch / precision / layout table
+    .venv/bin/python scripts/bench_fastnet.py --speedrun             # cpu94's step: image sizes, compile, profile
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,16 +28,20 @@ CIFAR10 = {
 }  # CIFAR-10's shape, as conf/data/cifar10.yaml declares it
 
 
-def images_per_second(batch: int, bf16: bool, channels_last: bool, muon: bool, steps: int, repeats: int) -> float:
-    """Median images/s of `repeats` timings of `steps` training steps on one fixed random batch."""
+def training_step(
+    batch: int, bf16: bool, channels_last: bool, muon: bool, size: int = 32, compile_net: bool = False
+) -> Callable[[], None]:
+    """One FastNet training step (forward, label-smoothed loss, backward, optimizer step) on a fixed random batch."""
     torch.manual_seed(0)
     net = FastNet(**CIFAR10)
-    x = torch.randn(batch, 3, 32, 32)
+    x = torch.randn(batch, 3, size, size)
     if channels_last:
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     groups = param_groups(net, {"lr": 0.1, "weight_decay": 0.0}, 64.0)
     optimizer = Muon(groups, lr=0.1) if muon else torch.optim.SGD(groups, lr=0.1, momentum=0.85, nesterov=True)
+    if compile_net:
+        net.compile()
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -42,45 +50,100 @@ def images_per_second(batch: int, bf16: bool, channels_last: bool, muon: bool, s
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up: oneDNN kernel selection, allocator
+    return step
+
+
+def images_per_second(step: Callable[[], None], batch: int, steps: int, repeats: int) -> tuple[float, float]:
+    """(median images/s of `repeats` timings of `steps` steps, seconds of the two warm-up steps before them)."""
+    start = time.perf_counter()
+    step()  # warm-up: oneDNN kernel selection, allocator (and compilation, when compiled)
+    step()
+    warm_up = time.perf_counter() - start
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(steps):
             step()
         rates.append(steps * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return statistics.median(rates), warm_up
 
 
-def main() -> None:
-    """Print a markdown table of FastNet step rates and the model's training FLOPs per image."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    net, x = FastNet(**CIFAR10), torch.randn(8, 3, 32, 32)
-    with FlopCounterMode(display=False) as forward:
-        net(x)
-    with FlopCounterMode(display=False) as train:
+def training_flops(size: int) -> float:
+    """FastNet's FLOPs per training image (forward + backward) at size × size px."""
+    net, x = FastNet(**CIFAR10), torch.randn(8, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
         F.cross_entropy(net(x), torch.zeros(8, dtype=torch.long)).backward()
-    flops = train.get_total_flops() / 8
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    forward_mflop = forward.get_total_flops() / 8 / 1e6
-    print(f"FastNet: {forward_mflop:.0f} MFLOP forward, {flops / 1e6:.0f} MFLOP per training image\n")
+    return counter.get_total_flops() / 8
+
+
+def layouts_table(repeats: int) -> None:
+    """Rates by batch size, precision, layout and optimizer at 32 px."""
+    flops = training_flops(32)
+    print(f"FastNet: {flops / 1e6:.0f} MFLOP per training image at 32 px\n")
     print("| batch | precision | layout | optimizer | images/s (median) | sustained GFLOP/s |")
     print("|---|---|---|---|---|---|")
     cases = [(256, True, True, False), (512, True, True, False), (1024, True, True, False), (2000, True, True, False)]
     cases += [(2000, True, True, True), (512, True, False, False), (512, False, True, False)]
     for batch, bf16, channels_last, muon in cases:
-        steps = max(2, 4096 // batch)
-        rate = images_per_second(batch, bf16, channels_last, muon, steps, args.repeats)
+        rate, _ = images_per_second(
+            training_step(batch, bf16, channels_last, muon), batch, max(2, 4096 // batch), repeats
+        )
         print(
             f"| {batch} | {'bf16 autocast' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
             f"| {'Muon + SGD' if muon else 'SGD'} | {rate:.0f} | {rate * flops / 1e9:.0f} |",
             flush=True,
         )
+
+
+def speedrun_table(repeats: int) -> None:
+    """cpu94's step (bf16, channels_last, Muon) by batch, image size and compilation, against batch 2,000 at 32 px."""
+    print("| batch | image size | compiled | MFLOP/image | images/s (median) | × batch 2,000 at 32 px | warm-up s |")
+    print("|---|---|---|---|---|---|---|")
+    base = None
+    for batch, size, compiled in ((2000, 32, False), (1024, 32, False), (2000, 24, False), (2000, 16, False),
+                                  (2000, 32, True)):  # fmt: skip
+        rate, warm_up = images_per_second(training_step(batch, True, True, True, size, compiled), batch, 2, repeats)
+        base = base or rate
+        print(
+            f"| {batch} | {size} | {'yes' if compiled else 'no'} | {training_flops(size) / 1e6:.0f} | {rate:.0f} "
+            f"| {rate / base:.2f} | {warm_up:.0f} |",
+            flush=True,
+        )
+
+
+def profile_table(size: int, rows: int = 12) -> None:
+    """Share of one cpu94 step (batch 2,000) per operator, by self time, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = training_step(2000, True, True, True, size)
+    step(), step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\nOne step at {size} px (batch 2,000, bf16, channels_last, Muon): {total / 1e6:.2f} s of CPU time\n")
+    print("| operator | self time | share |")
+    print("|---|---|---|")
+    for event in events[:rows]:
+        print(f"| {event.key} | {event.self_cpu_time_total / 1e3:.0f} ms | {event.self_cpu_time_total / total:.1%} |")
+
+
+def main() -> None:
+    """Print the chosen markdown tables."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--speedrun", action="store_true", help="cpu94's step by image size and compile, and its profile")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    if args.speedrun:
+        speedrun_table(args.repeats)
+        profile_table(32)
+        profile_table(16)
+    else:
+        layouts_table(args.repeats)
 
 
 if __name__ == "__main__":
