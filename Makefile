@@ -61,8 +61,8 @@ mutation:  ## mutmut on GROUP=models|report|data|runs against its own tests (1-2
 bench:  ## throughput benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python scripts/bench.py
 
-bench-fastnet:  ## FastNet's bare training step (what bounds cpu94/fast94 on a CPU) and its FLOPs per image
-	$(BIN)/python scripts/bench_fastnet.py
+bench-fastnet:  ## FastNet's bare training step (what bounds cpu94/fast94 on a CPU); ARGS=--speedrun: image sizes, compile, profile
+	$(BIN)/python scripts/bench_fastnet.py $(ARGS)
 
 DATA ?= data
 peer94:  ## cpu94's peer: airbench94 in plain PyTorch on this CPU, e.g. make peer94 DATA=../shared/data SEED=0 (~17 min)
@@ -70,6 +70,16 @@ peer94:  ## cpu94's peer: airbench94 in plain PyTorch on this CPU, e.g. make pee
 
 peer94muon:  ## cpu94's second peer: airbench94_muon in plain PyTorch, e.g. make peer94muon DATA=../shared/data SEED=0
 	/usr/bin/time -f "%e s for the whole process" $(BIN)/python scripts/peer_airbench94_muon.py --data-dir $(DATA) --seed $(or $(SEED),0)
+
+# The GPU check (scripts/gpu_check.py): gpu-pack here, then gpu-check on a CUDA machine, whose python3 holds torch
+# (cnnlab is read from this checkout's src/, the packages that python lacks installed from gpu_data/wheels).
+.PHONY: gpu-pack gpu-check
+GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-pack:  ## CIFAR-10 and the wheels a GPU machine lacks, as chunks in gpu_data/: make gpu-pack DATA=../shared/data
+	$(BIN)/python scripts/gpu_check.py --pack $(DATA) --wheels
+
+gpu-check:  ## GPU tests, then fast94 vs airbench94 on the card (≤7.5 min): make gpu-check DATA=data; skips without a GPU
+	$(GPU_PYTHON) scripts/gpu_check.py --data $(DATA)
 
 mlflow:  ## MLflow's UI over outputs/mlflow.db (runs with logger=mlflow; needs: .venv/bin/pip install -e '.[mlflow]')
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db
