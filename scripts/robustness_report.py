@@ -118,6 +118,21 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
             "eval",
             [f"ckpt_path={tmp}/missing.ckpt", f"hydra.run.dir={tmp}/good"],
         ),
+        # the third pass (issue 24's fresh cases): values Lightning or numpy refused only after the run dir opened
+        ("seed beyond numpy's range", "train", TINY + ["seed=4294967296"]),
+        ("gradient accumulation 0", "train", TINY + ["+trainer.accumulate_grad_batches=0"]),
+        ("validation every 0 epochs", "train", TINY + ["+trainer.check_val_every_n_epoch=0"]),
+        ("negative gradient clip", "train", TINY + ["+trainer.gradient_clip_val=-1"]),
+        ("devices 0", "train", TINY + ["trainer.devices=0"]),
+        ("a limit fraction above 1", "train", TINY + ["+trainer.limit_val_batches=1.5"]),
+        ("unknown strategy", "train", TINY + ["+trainer.strategy=bogus"]),
+        (
+            "eval: precision that casts the model",
+            "eval",
+            [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "trainer.precision=64-true"],
+        ),
+        ("eval: devices 0", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "trainer.devices=0"]),
+        ("eval: more threads than cores", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "threads=99"]),
     ]
 
 
@@ -187,7 +202,10 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   Ctrl+C while the command imports its libraries prints one line and exits 130 (the signal is held until the
   imports end: raised inside one, a library's bare `except` swallowed it). Ctrl+C after the checks but before
   training (loading data, building the trainer) records `interrupted`, exit 130; one that lands while the run
-  directory is being opened removes what was begun.
+  directory is being opened removes what was begun. SIGINT, SIGTERM or SIGUSR2 after the run directory opened but
+  outside the training loop (building the model and trainer, the final test) stops the run the same way: an
+  `interrupted` record naming the signal, exit 128 + the signal (a SIGTERM there used to kill the process with no
+  record, and a Ctrl+C in the test ended in Lightning's exit 1 with no record).
 - A run directory is held under an exclusive lock (`flock` on the folder) while its job runs: a second
   `cnnlab-train` aimed at it is refused in one line and changes nothing. The lock ends with the process.
 - `checkpoints/last.ckpt` is written at the end of every epoch, whatever val/acc did: in a completed run it
@@ -220,7 +238,12 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   that leaves no training image, an epoch of no batches (`trainer.limit_train_batches=0`, or `experiment=cpu94`'s
   batch of 2,000 with `drop_last` on fewer images), `debug=overfit` with batches from a DataLoader, more
   `threads` than cores, a precision that casts the whole model (`64-true`, `bf16-true`, `16-true`: the batches
-  are float32), and a logger whose package is missing (`logger=mlflow` names the extra to install).
+  are float32), a logger whose package is missing (`logger=mlflow` names the extra to install), and any
+  trainer value Lightning's Trainer refuses (`trainer.devices=0`, an unknown `strategy`, a `limit_*_batches`
+  fraction above 1: the Trainer is built once, bare, in the check). Trainer arguments added with `+trainer.<key>`
+  get their ranges checked like the config's own keys (`accumulate_grad_batches` and `check_val_every_n_epoch`
+  >= 1, `gradient_clip_val` >= 0). `cnnlab-eval` checks the device, the precision, `threads` and the trainer the
+  same way before its directory opens.
 - Optuna: `hydra.sweeper.n_trials=0` and a storage URL Optuna cannot open each end in one line, exit 2.
 - Hydra's syntax: `-m` after the overrides gets the command reordered; a value with a non-ASCII letter (or a
   character the override grammar reserves) gets its quoted form, `'key="value"'`.

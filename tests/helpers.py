@@ -110,3 +110,15 @@ class FailOnTest(L.Callback):
         from cnnlab.errors import DataError
 
         raise DataError("the test set broke. Fix: none, this is a test.")
+
+
+class SignalInTest(L.Callback):
+    """Send this process `signum` once, at the first batch of the run's final test (after fit has ended)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum, self.sent = signum, False
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)

@@ -260,6 +260,10 @@ def test_pooling_tool_writes_table_and_figure(tmp_path, monkeypatch, capsys):
         (["model.dpth=3"], "model.dpth is not a key of the config"),
         (["model=no_such_model_xyz"], "model=no_such_model_xyz is not a config in conf/model/"),
         (["--ckpt", "/nowhere/best.ckpt"], "checkpoint /nowhere/best.ckpt does not exist"),
+        # the config's values are checked as cnnlab-train checks them (a traceback from torch.manual_seed, or a
+        # table drawn for a seed no run could use)
+        (["seed=abc"], "seed='abc' has the wrong type: it must be an integer"),
+        (["seed=-1"], "seed=-1 is out of range"),
     ],
 )
 def test_lab_tools_refuse_bad_input_with_one_line_and_exit_2(argv, message, monkeypatch, capsys):
@@ -286,3 +290,14 @@ def test_ctrl_c_before_a_run_starts_exits_130_with_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         console_script(interrupted)()
     assert exit_info.value.code == 130 and capsys.readouterr().err == "stopped by Ctrl+C.\n"
+
+
+@pytest.mark.parametrize("flag", ["--size", "--kernel", "--units"])
+def test_params_refuses_a_size_below_one_instead_of_printing_zero_or_negative_counts(flag, monkeypatch, capsys):
+    from cnnlab.lab import params as params_tool
+
+    monkeypatch.setattr("sys.argv", ["cnnlab-params", flag, "-3"])
+    with pytest.raises(SystemExit) as exit_info:
+        params_tool.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {flag}: -3 must be a positive integer" in err

@@ -64,3 +64,15 @@ def test_load_sweep_and_load_run_refuse_a_path_that_does_not_exist(tmp_path):
         cnnlab.load_sweep(tmp_path / "nowhere")
     with pytest.raises(CnnlabError, match=f"{tmp_path}/nowhere holds no run"):
         cnnlab.load_run(tmp_path / "nowhere")
+
+
+def test_train_refuses_one_string_of_overrides_and_load_sweep_a_folder_without_runs(tmp_path):
+    # a string was split into one override per letter; an empty folder gave [] where cnnlab-compare refuses it
+    import cnnlab
+    from cnnlab.errors import CnnlabError
+
+    with pytest.raises(CnnlabError, match=re.escape("Fix: cnnlab.train(['data=tiny', 'model.width=8'])")):
+        cnnlab.train("data=tiny model.width=8", run_dir=tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(CnnlabError, match=f"no run directories .* under {tmp_path}"):
+        cnnlab.load_sweep(tmp_path)

@@ -272,6 +272,29 @@ def test_an_overrides_file_that_is_not_a_list_makes_the_job_unreadable_naming_th
     )
 
 
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        ({"test_acc": "0.9"}, "test_acc='0.9'"),
+        ({"val_acc_final": True}, "val_acc_final=True"),
+        ({"curves": {"val/acc": [0.5, "x"]}}, "curves.val/acc=[0.5, 'x']"),
+        ({"curves": "none"}, "curves='none'"),
+    ],
+)
+def test_a_hand_edited_record_makes_its_job_unreadable_and_the_rest_are_reported(tmp_path, edit, named):
+    # a string where a number belongs ended the report in a traceback (100 * '0.9' is text; format code 'f' fails)
+    done = {"status": "completed", "val_acc_final": 0.5, "test_acc": 0.5, "wall_s": 1.0}
+    write_job(tmp_path / "sweep" / "0", ["seed=0"], done)
+    write_job(tmp_path / "sweep" / "1", ["seed=1"], {**done, **edit})
+    compare([tmp_path / "sweep"], tmp_path / "out")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert [r["status"] for r in rows] == ["completed", "unreadable"]
+    assert rows[1]["error"].startswith(f"{tmp_path / 'sweep' / '1' / 'metrics.json'} holds {named}, which is not")
+    assert [(r["setting"], r["jobs"], r["test_acc"]) for r in table((tmp_path / "out" / "summary.md").read_text())] == [
+        ("all", "1/2", "50.00")
+    ]
+
+
 def test_compare_prints_the_summary_then_the_files_it_wrote(sweep, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(sweep), "--out", str(tmp_path)])
     cnnlab_compare()

@@ -64,6 +64,15 @@ def refused(run_dir: Path, caplog, *extra: str, base: tuple[str, ...] = tuple(TI
         ("threads=-1", "threads=-1 is out of range"),
         ("+model.foo=1", "model.foo is not a key of this config"),
         ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is out of range"),
+        # beyond numpy's seeds: Lightning's seed_everything raised after the run dir opened (a traceback, exit 1)
+        ("seed=4294967296", "seed=4294967296 is out of range: it must be an integer in 0..4294967295"),
+        # Lightning Trainer arguments added with +: their ranges hold too (a ZeroDivisionError mid-run, or a
+        # negative clip Lightning takes silently as "off")
+        ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 is out of range: it must be"),
+        ("+trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0 is out of range: it must be"),
+        ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1 is out of range: it must be a number >= 0"),
+        ("+trainer.accumulate_grad_batches=abc", "trainer.accumulate_grad_batches='abc' is out of range"),
+        ("+trainer.gradient_clip_val=nan", "trainer.gradient_clip_val=nan is not a finite number"),
     ],
 )
 def test_bad_values_are_refused_with_one_message_naming_value_and_fix(tmp_path, caplog, override, message):
@@ -84,6 +93,10 @@ def test_bad_values_are_refused_with_one_message_naming_value_and_fix(tmp_path, 
         (["trainer.precision=64-true"], "trainer.precision=64-true casts the whole model"),
         (["trainer.precision=bf16-true"], "Fix: trainer.precision=bf16-mixed."),
         (["channels_last=maybe"], "channels_last='maybe' is not a valid choice. Valid: auto, true, false."),
+        # what Lightning's Trainer refuses when it is built: it used to be built after the run dir opened
+        (["trainer.devices=0"], "Lightning's Trainer refuses a trainer.* value: `Trainer(devices=0)`"),
+        (["+trainer.limit_val_batches=1.5"], "invalid value 1.5 for limit_val_batches"),
+        (["+trainer.strategy=bogus"], "Lightning's Trainer refuses a trainer.* value: You selected an invalid"),
     ],
 )
 def test_what_needs_the_data_or_the_machine_is_refused_before_the_run_dir_opens(tmp_path, caplog, overrides, message):
@@ -281,6 +294,31 @@ def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
         "+callbacks.stop.stopping_threshold=0.0",
     )
     assert code == 0 and resumed["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "where, signum",
+    [("SignalInTest", signal.SIGTERM), ("SignalInTest", signal.SIGINT)],
+)
+def test_a_signal_outside_the_training_batches_records_an_interrupted_run_and_exits_128_plus_it(
+    tmp_path, where, signum
+):
+    # SIGTERM in the final test used to kill the process with no record; SIGINT there became Lightning's exit(1)
+    # with no record. The test's own handler
+    # ignores SIGTERM, so a run that does not take the signal over completes instead of killing pytest.
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        code, record = train(
+            tmp_path,
+            "trainer.max_epochs=1",
+            f"+callbacks.sig._target_=helpers.{where}",
+            f"+callbacks.sig.signum={signum}",
+        )
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert code == 128 + signum and record["status"] == "interrupted" and record["signal"] == signum
+    assert signal.Signals(signum).name in record["error"] and "test_acc" not in record
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_resume_option_points_hydra_at_the_run_dir(tmp_path):

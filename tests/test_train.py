@@ -680,3 +680,24 @@ def test_eval_reads_its_data_before_its_directory_opens(trained, tmp_path):
         run_eval(cfg)
     assert ended.value.code == 2 and "is a file, not a folder" in ended.value.reason
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.precision=64-true", "trainer.precision=64-true casts the whole model"),
+        ("trainer.devices=0", "Lightning's Trainer refuses a trainer.* value: `Trainer(devices=0)`"),
+        ("threads=99", "threads=99 is more than the"),
+    ],
+)
+def test_eval_checks_the_machine_and_the_trainer_before_its_directory_opens(trained, tmp_path, override, message):
+    # cnnlab-train's checks of the machine and the trainer: eval used to crash after its directory opened (a float64
+    # model on float32 data, Lightning's MisconfigurationException) or take threads=99 without a word
+    from cnnlab.cli.eval import run as run_eval
+    from cnnlab.runs import RunEnded
+
+    overrides = [f"ckpt_path={trained}/checkpoints/best.ckpt", "progress_bar=false", override]
+    with pytest.raises(RunEnded) as ended:
+        run_eval(compose_config(overrides, tmp_path / "eval", name="eval"))
+    assert ended.value.code == 2 and message in ended.value.reason
+    assert not (tmp_path / "eval").exists()

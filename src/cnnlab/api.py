@@ -19,6 +19,11 @@ def train(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | Non
     from cnnlab.errors import CnnlabError
     from cnnlab.runs import RunEnded, note_output_dir, read_metrics
 
+    if isinstance(overrides, str):  # list("data=tiny") would be one override per letter
+        raise CnnlabError(
+            f"overrides={overrides!r} is one string, but cnnlab.train takes a list of overrides. "
+            f"Fix: cnnlab.train({overrides.split()!r})."
+        )
     cfg = compose_config(list(overrides), return_hydra_config=True)
     asked = any(o.startswith("hydra.run.dir=") for o in overrides)  # else a unique default: microseconds
     run_dir = Path(
@@ -91,5 +96,10 @@ def load_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
             f"{sweep_dir} is not a directory. Fix: pass a sweep directory, e.g. outputs/multirun/<date>/<time>."
         )
     jobs = collect_jobs([Path(sweep_dir)])
+    if not jobs:  # as cnnlab-compare refuses it
+        raise CnnlabError(
+            f"no run directories (with .hydra/overrides.yaml) under {sweep_dir}. Fix: pass a sweep directory, "
+            f"e.g. outputs/multirun/<date>/<time>, or a folder that holds runs."
+        )
     axes = swept_axes(jobs)
     return [job_row(job, axes) for job in jobs]

@@ -80,6 +80,17 @@ def compose_config(overrides: list[str], name: str = "train", return_hydra_confi
             raise ConfigError(hydra_error_line(e)) from None
 
 
+def compose_checked(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml with overrides, as compose_config, with every value checked as cnnlab-train checks it
+    (`validate`: types, ranges, keys, `_target_`s): the lab tools' command lines get the same one-line refusals."""
+    cfg = compose_config(overrides, return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra") and "@hydra" not in k}
+    searchpath = list(cfg.hydra.searchpath)
+    cfg = compose_config(overrides)
+    validate(cfg, defaults_for(choices, searchpath))
+    return cfg
+
+
 def hydra_error_line(exc: Exception) -> str:
     """Hydra's composition error as one line with the choices and the fix."""
     text = " ".join(str(exc).split())
@@ -143,7 +154,7 @@ def _between(low: float, high: float, low_open: bool = False, high_open: bool = 
 
 # key → (valid?, what valid means, an example). Models check their own arguments when they are built.
 RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
-    "seed": (lambda v: v >= 0, "an integer >= 0", "0"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in 0..4294967295 (the seeds numpy and Lightning take)", "0"),
     "label_smoothing": (_between(0, 1), "in [0, 1)", "0.1"),
     "norm_lr_scale": (lambda v: v > 0, "a number > 0", "1.0"),
     "threads": (lambda v: v >= 1, "an integer >= 1 (or null: torch's default)", "2"),
@@ -175,6 +186,14 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
         "auto, cpu, gpu, cuda or mps",
         "auto",
     ),
+    "trainer.log_every_n_steps": (lambda v: v >= 0, "an integer >= 0 (0: no per-step logging)", "50"),
+    # Lightning Trainer arguments a command line adds with +trainer.<key>=...: Lightning divides by the first two
+    # in the middle of the run (a ZeroDivisionError after the run dir opened) and takes a negative clip as "off".
+    "trainer.check_val_every_n_epoch": (lambda v: v >= 1, "an integer >= 1 (or null)", "1"),
+    "trainer.accumulate_grad_batches": (lambda v: v >= 1, "an integer >= 1", "1"),
+    "trainer.gradient_clip_val": (lambda v: v >= 0, "a number >= 0 (0 or null: no clipping)", "1.0"),
+    "trainer.min_epochs": (lambda v: v >= 0, "an integer >= 0", "1"),
+    "trainer.min_steps": (lambda v: v >= 0, "an integer >= 0", "1"),
 }
 
 
@@ -258,8 +277,9 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
                 f"Fix: e.g. {parent}={_example(parent, expected[parent])}."
             )
         if key not in expected and not any(key.startswith(f) for f in FREE_FORM):
-            if _target_accepts(cfg, key):
-                continue  # e.g. +trainer.gradient_clip_val=1.0: an argument its _target_ takes, checked there
+            if _target_accepts(cfg, key):  # e.g. +trainer.gradient_clip_val=1.0: an argument its _target_ takes
+                _check_range(key, value, None)  # its range, where cnnlab knows it; its type is checked there
+                continue
             raise ConfigError(
                 f"{key} is not a key of this config, nor an argument of what it builds. Fix: check its spelling "
                 f"(cnnlab-train --cfg job lists every key), or remove +{key}."
@@ -275,13 +295,22 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
                 f"{key}={value!r} has the wrong type: it must be {_type_names(types)}. "
                 f"Fix: e.g. {key}={_example(key, default)}."
             )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}={value} is not a finite number. Fix: e.g. {key}={_example(key, default)}.")
-        if key in RANGES and not isinstance(value, ListConfig):
-            check, meaning, example = RANGES[key]
-            if not check(value):
-                raise ConfigError(f"{key}={value!r} is out of range: it must be {meaning}. Fix: e.g. {key}={example}.")
+        _check_range(key, value, default)
     check_targets(cfg)
+
+
+def _check_range(key: str, value: Any, default: Any) -> None:
+    """A number must be finite, and a key with a known range (RANGES) within it; one ConfigError if not."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value} is not a finite number. Fix: e.g. {key}={_example(key, default)}.")
+    if key in RANGES and value is not None and not isinstance(value, ListConfig):
+        check, meaning, example = RANGES[key]
+        try:  # a key no default types (an argument added with +) may hold a string: out of range too
+            valid = check(value)
+        except TypeError:
+            valid = False
+        if not valid:
+            raise ConfigError(f"{key}={value!r} is out of range: it must be {meaning}. Fix: e.g. {key}={example}.")
 
 
 def _example(key: str, default: Any) -> str:

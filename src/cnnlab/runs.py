@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -297,11 +298,50 @@ def _run_job(
             remove_created(run_dir)  # the empty folders Hydra made for this refused run
         return _end(multirun, EXIT_BAD_INPUT, str(cause))
     try:
-        return _run_checked(run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
+        with _stopping_signals_interrupt(run_dir):
+            return _run_checked(run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
     finally:
         if log_file is not None:  # in-process callers (tests, notebooks) run several jobs in one process
             logging.getLogger().removeHandler(log_file)
             log_file.close()
+
+
+# Signals that stop a run. Inside the training loop GracefulInterrupt (cnnlab.training.callbacks) takes them over;
+# outside it (building the model and trainer, the final test) each stops the job as RunInterrupted, which the record
+# takes: SIGTERM's default would kill the process with no record, and a KeyboardInterrupt inside trainer.test becomes
+# Lightning's exit(1), with no record either.
+_STOPPING = ("SIGINT", "SIGTERM", "SIGUSR2")
+
+
+@contextlib.contextmanager
+def _stopping_signals_interrupt(run_dir: Path) -> Any:
+    """While an accepted job runs, SIGINT/SIGTERM/SIGUSR2 raise RunInterrupted, once: a later one, or one while the
+    record is being written, is ignored, so the record is never abandoned half-way."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    raised: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if raised or _SAVING:  # already stopping, or writing the record: let that finish
+            raised.append(signum)
+            return
+        raised.append(signum)
+        raise RunInterrupted(
+            f"{signal.Signals(signum).name} received outside the training loop (setting up or testing); "
+            f"{run_dir / 'checkpoints' / 'last.ckpt'} holds the last completed epoch, if one ended.",
+            signum,
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (getattr(signal, n, None) for n in _STOPPING) if sig}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 def _run_checked(
@@ -338,14 +378,21 @@ def _run_checked(
     return record.get("val_acc_best", record.get("test_acc")) if code == 0 else _end(multirun, code, record["error"])
 
 
+_SAVING = False  # while a record is written: a stopping signal waits for it (_stopping_signals_interrupt)
+
+
 def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
+    global _SAVING
     record["wall_s"] = round(time.perf_counter() - start, 3)
+    _SAVING = True
     try:
         write_metrics(run_dir, record)
     except OSError as e:
         if user_error(e) is None:
             raise
         log.error("metrics.json could not be written, so %s has no record: %s", run_dir, user_error(e))
+    finally:
+        _SAVING = False
 
 
 class RunEnded(SystemExit):

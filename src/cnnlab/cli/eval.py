@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -15,8 +16,9 @@ from cnnlab.cli.train import check_fits
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
 from cnnlab.training.checkpoints import check_model_matches, saved_config
+from cnnlab.training.hardware import check_device, check_threads, threads_for_job
 from cnnlab.training.module import ImageClassifier
-from cnnlab.training.trainer import build_trainer
+from cnnlab.training.trainer import build_trainer, check_trainer
 
 log = logging.getLogger("cnnlab")
 
@@ -47,6 +49,9 @@ def check(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], Any]:
     if any(o.lstrip("+~").startswith("model") for o in overrides):
         check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
     run_cfg = effective_config(cfg, saved, overrides)
+    check_device(run_cfg)  # the machine and the trainer as cnnlab-train checks them: before the eval's dir opens
+    check_threads(cfg.threads)
+    check_trainer(run_cfg)
     datamodule = hydra.utils.instantiate(run_cfg.data, augment=hydra.utils.instantiate(run_cfg.augment))
     if any(o.lstrip("+~").startswith("data") for o in overrides):  # another dataset: its images must fit the model
         check_fits(hydra.utils.instantiate(run_cfg.model), datamodule)
@@ -58,6 +63,8 @@ def check(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], Any]:
 def evaluate(cfg: DictConfig, run_dir: Path, checked: tuple[dict[str, Any], Any]) -> dict[str, Any]:
     """Test the checkpoint on its test set (or the overridden data); return the metrics.json record."""
     saved, datamodule = checked
+    if threads := threads_for_job(cfg.threads, HydraConfig.get()):  # as cnnlab-train applies it
+        torch.set_num_threads(threads)
     run_cfg = effective_config(cfg, saved, list(HydraConfig.get().overrides.task))
     module = ImageClassifier(OmegaConf.to_container(run_cfg, resolve=True))
     trainer = build_trainer(run_cfg, None)

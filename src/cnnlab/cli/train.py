@@ -24,7 +24,7 @@ from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
 from cnnlab.training.hardware import check_device, check_threads, resolve_run_settings, threads_for_job
 from cnnlab.training.module import ImageClassifier
-from cnnlab.training.trainer import build_trainer, check_loggers, run_config
+from cnnlab.training.trainer import build_trainer, check_loggers, check_trainer, run_config
 
 log = logging.getLogger("cnnlab")
 HP_METRICS = ("hp/val_acc_best", "hp/test_acc", "hp/test_consistency")
@@ -109,6 +109,7 @@ def check(cfg: DictConfig, run_dir: Path) -> Checked:
     check_device(cfg)
     check_threads(cfg.threads)
     check_loggers(cfg.logger)
+    check_trainer(cfg)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
     check_fits(instantiate(cfg.model), datamodule)
     if cfg.consistency_shift is not None and cfg.consistency_shift >= min(

@@ -14,10 +14,10 @@ from hydra.utils import instantiate
 from rich.table import Table
 from torch import nn
 
-from cnnlab.config import compose_config
+from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import load_model, output_dir, parser, require_backbone
+from cnnlab.lab.tools import load_model, output_dir, parser, positive_int, require_backbone
 from cnnlab.models.receptive_field import LayerRF, node_outputs, sees_whole_image, trace_fields, traced
 from cnnlab.runs import console, console_script
 from cnnlab.training.module import shift_agreement
@@ -108,16 +108,16 @@ def _main() -> None:
     p = parser("cnnlab-equivariance", __doc__)
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--consistency-shift", type=int, default=4, help="Zhang's consistency: shifts up to K px (0: off)")
-    p.add_argument("--draws", type=int, default=3, help="independent draws of the shift pairs (the spread)")
+    p.add_argument("--draws", type=positive_int, default=3, help="independent draws of the shift pairs (the spread)")
     args = p.parse_args()
-    net, run_cfg, label = load_model(compose_config(args.overrides), args.ckpt)
+    net, run_cfg, label = load_model(compose_checked(args.overrides), args.ckpt)
     net = require_backbone(net, "cnnlab-equivariance")
     if sees_whole_image(net.features):
         raise CnnlabError(
             f"{type(net).__name__} flattens the image before its first layer, so it has no feature maps to shift. "
             f"Fix: a convolutional model, e.g. model=cnn (or model=fast)."
         )
-    images = validation_images(run_cfg if args.ckpt else compose_config(args.overrides))
+    images = validation_images(run_cfg)  # the checkpoint's config, or the command line's
     width = images.shape[-1]
     bad = [k for k in args.shifts if not 0 < k < width]
     if bad:
@@ -148,7 +148,7 @@ def _main() -> None:
             f"mean change in class probabilities (total variation) {distance:.3f}"
         )
     if args.consistency_shift:
-        print(test_set_consistency(net, run_cfg if args.ckpt else compose_config(args.overrides), args))
+        print(test_set_consistency(net, run_cfg, args))
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(first)), 3.8))
     for k in args.shifts:
         ax.plot(range(len(first)), [r.relative_error for r in results[k]], marker="o", label=f"shift {k} px")

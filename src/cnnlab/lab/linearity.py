@@ -6,7 +6,7 @@ import torch
 from rich.table import Table
 from torch import nn
 
-from cnnlab.config import compose_config
+from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.lab.tools import build_net, input_shape, model_choice, parser
 from cnnlab.runs import console, console_script
@@ -53,7 +53,7 @@ def _main() -> None:
     )
     for column in ("activation", "pool", "superposition error", "single affine map error"):
         table.add_column(column, justify="left" if column in ("activation", "pool") else "right")
-    base = compose_config(args.overrides)
+    base = compose_checked(args.overrides)
     if "activation" not in base.model:
         raise CnnlabError(
             f"cnnlab-linearity swaps model.activation, but the model ({model_choice(base)}) has no activation key "
@@ -62,7 +62,7 @@ def _main() -> None:
         )
     shape = input_shape(base)
     for activation in ("identity", "relu", "gelu"):
-        cfg = compose_config([*args.overrides, f"model.activation={activation}"])
+        cfg = compose_checked([*args.overrides, f"model.activation={activation}"])
         net = build_net(cfg)
         _, _, affine = collapse_to_affine(net, shape)
         pool = str(cfg.model.get("pool", "-"))

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from hydra.utils import instantiate
 from rich.table import Table
 
-from cnnlab.config import compose_config
-from cnnlab.lab.tools import build_net, parser
+from cnnlab.config import compose_checked
+from cnnlab.lab.tools import build_net, parser, positive_int
 from cnnlab.models import count_parameters
 from cnnlab.runs import console, console_script
 
@@ -50,11 +50,11 @@ def dense_equivalent(conv: LayerCount, height: int, width: int, channels: int) -
 def _main() -> None:
     """Print the layer comparison for the given input size, then the CIFAR-10 model totals."""
     p = parser("cnnlab-params", __doc__)
-    p.add_argument("--size", type=int, default=224, help="input height = width (default 224)")
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--units", type=int, default=1000, help="outputs of the dense layer (default 1000)")
-    p.add_argument("--kernel", type=int, default=3)
-    p.add_argument("--out-channels", type=int, default=64)
+    p.add_argument("--size", type=positive_int, default=224, help="input height = width (default 224)")
+    p.add_argument("--channels", type=positive_int, default=3)
+    p.add_argument("--units", type=positive_int, default=1000, help="outputs of the dense layer (default 1000)")
+    p.add_argument("--kernel", type=positive_int, default=3)
+    p.add_argument("--out-channels", type=positive_int, default=64)
     args = p.parse_args()
     conv = conv_layer(args.size, args.size, args.channels, args.out_channels, args.kernel)
     rows = [
@@ -68,7 +68,7 @@ def _main() -> None:
     for row in rows:
         table.add_row(row.name, f"{row.weights:,}", f"{row.biases:,}", f"{row.total:,}", f"{row.outputs:,}")
     console().print(table)
-    cfg = compose_config(args.overrides)
+    cfg = compose_checked(args.overrides)
     datamodule = instantiate(cfg.data)  # its declared shape only
     channels, height, width = datamodule.input_shape
     models = Table(
@@ -84,7 +84,7 @@ def _main() -> None:
         ("model=mlp", ["model=mlp", *data]),
         (" ".join(chosen + [o for o in others if o.startswith("model.")]) or "model=cnn", args.overrides),
     ):
-        net = build_net(compose_config(overrides))
+        net = build_net(compose_checked(overrides))
         models.add_row(label, f"{count_parameters(net):,}")
     console().print(models)
 

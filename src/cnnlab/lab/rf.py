@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from cnnlab.config import compose_config
+from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
 from cnnlab.lab.tools import input_shape, load_model, output_dir, parser, require_backbone
@@ -51,7 +51,7 @@ def describe(grad: torch.Tensor, analytic: int, label: str) -> str:
 def _main() -> None:
     """Print the per-layer table; save empirical receptive-field maps for fresh and trained weights."""
     args = parser("cnnlab-rf", __doc__).parse_args()
-    cfg = compose_config(args.overrides)
+    cfg = compose_checked(args.overrides)
     trained = None
     if args.ckpt:  # the checkpoint's own architecture, fresh and trained
         trained, cfg, _ = load_model(cfg, args.ckpt)

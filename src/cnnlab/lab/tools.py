@@ -28,6 +28,17 @@ def parser(tool: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for a count or a size: an integer >= 1 (argparse names the option, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer. Fix: e.g. 3") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer (a size or a count). Fix: e.g. 3")
+    return value
+
+
 def output_dir(tool: str, out: Path | None) -> Path:
     """The folder the tool writes into, created (or one clear error if it cannot be)."""
     path = out or Path("outputs/lab") / tool / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"

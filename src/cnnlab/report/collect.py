@@ -65,10 +65,49 @@ def _canonical(value: str) -> str:
     return str(parsed).lower() if isinstance(parsed, bool) else value
 
 
+# The record's numbers the report computes with (means, gaps, plots): each a number or null.
+NUMBERS = (
+    "params",
+    "macs",
+    "receptive_field",
+    "val_acc_final",
+    "val_acc_best",
+    "test_acc",
+    "test_consistency",
+    "epochs",
+    "wall_s",
+)
+
+
+def check_record(path: Path, metrics: dict[str, Any]) -> None:
+    """A CnnlabError naming the first value of a record (hand-edited or damaged) that the report cannot compute
+    with: a non-number where a number belongs, curves that are not lists of numbers, a status that is not text."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    bad = next((f"{k}={metrics[k]!r}" for k in NUMBERS if metrics.get(k) is not None and not number(metrics[k])), None)
+    curves = metrics.get("curves") or {}
+    if bad is None and not isinstance(curves, dict):
+        bad = f"curves={curves!r}"
+    if bad is None:
+        bad = next(
+            (f"curves.{k}={v!r}" for k, v in curves.items() if not isinstance(v, list) or not all(map(number, v))), None
+        )
+    if bad is None and not isinstance(metrics.get("status", ""), str):
+        bad = f"status={metrics['status']!r}"
+    if bad is not None:
+        raise CnnlabError(
+            f"{path / 'metrics.json'} holds {' '.join(bad.split())[:120]}, which is not what cnnlab writes there "
+            f"(a number, a list of numbers, text). Fix: restore the run's own metrics.json, or remove the run."
+        )
+
+
 def collect_job(job_dir: Path) -> Job:
     """One job; a damaged record makes it an 'unreadable' row naming the file, not the end of the report."""
     try:
         metrics = read_metrics(job_dir) or {}
+        check_record(job_dir, metrics)
         return Job(job_dir, read_overrides(job_dir), metrics, metrics.get("curves") or {})
     except CnnlabError as e:
         log.warning("%s", e)

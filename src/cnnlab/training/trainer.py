@@ -44,6 +44,38 @@ def check_loggers(logger_cfg: DictConfig | None) -> None:
             )
 
 
+def check_trainer(cfg: DictConfig) -> None:
+    """Build the trainer group's Trainer once, bare (no callbacks, loggers or files), so that a value Lightning
+    refuses (trainer.devices=0, a strategy it does not know, a limit fraction above 1) is refused in one line before
+    the run directory opens, not with a traceback after it."""
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from cnnlab.errors import ConfigError
+
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: ..." comes later anyway
+    disabled, chatter.disabled = chatter.disabled, True
+    try:
+        instantiate(
+            cfg.trainer,
+            logger=False,
+            callbacks=[],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
+        )
+    except InstantiationException as e:
+        cause = e.__cause__
+        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+            raise
+        raise ConfigError(
+            f"Lightning's Trainer refuses a trainer.* value: {' '.join(str(cause).split())} Fix: change the "
+            f"trainer.<key> it names (cnnlab-train --cfg job lists them; conf/trainer/default.yaml has the defaults)."
+        ) from None
+    finally:
+        chatter.disabled = disabled
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path | None, guards: list[L.Callback] = ()) -> L.Trainer:
     """cfg.trainer with the callbacks and loggers groups; for training (run_dir given) the run's guards too.
     Without a validation split (data.val_size=0), callbacks that watch a validation metric are left out."""
