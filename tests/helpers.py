@@ -18,6 +18,17 @@ class SignalAt(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalAtEpochEnd(L.Callback):
+    """Send this process `signum` at the end of training epoch `epoch`: after its last batch, before the next."""
+
+    def __init__(self, epoch: int, signum: int = signal.SIGTERM) -> None:
+        self.epoch, self.signum = epoch, signum
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), self.signum)
+
+
 class SignalTwiceAt(SignalAt):
     """Send SIGINT twice during batch `batch` of epoch `epoch`: the second before the first is acted on."""
 

@@ -194,6 +194,18 @@ def interrupted_run(run_dir: Path, epoch: int, epochs: int = 3) -> dict:
     return record
 
 
+def test_sigterm_between_epochs_is_the_runs_interruption_with_a_record(tmp_path):
+    # Lightning's own SIGTERM handler would end the fit at that epoch's end: exit 0, no record, no checkpoint.
+    code, record = train(
+        tmp_path,
+        "trainer.max_epochs=3",
+        "+callbacks.sig._target_=helpers.SignalAtEpochEnd",
+        "+callbacks.sig.epoch=0",
+    )
+    assert code == 128 + signal.SIGTERM and record["status"] == "interrupted" and "SIGTERM" in record["error"]
+    assert (tmp_path / "checkpoints" / "interrupted.ckpt").exists()
+
+
 @pytest.mark.parametrize("epoch", [0, 1, 2])  # inside the first epoch, after one, inside the last
 def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, epoch):
     _, straight = train(tmp_path / "straight", "trainer.max_epochs=3")

@@ -92,6 +92,15 @@ class GracefulInterrupt(L.Callback):
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handler)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        import threading
+
+        # Lightning registers its own SIGTERM handler after setup, composed with this one: its flag then ends the
+        # fit with SIGTERMException (exit 0, no record, no checkpoint) at the next epoch end, before this callback's
+        # next batch end when the signal comes late in an epoch (CI saw it). During training, this one alone.
+        if threading.current_thread() is threading.main_thread() and signal.SIGTERM in self._previous:
+            signal.signal(signal.SIGTERM, self._handler)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.received is None:
             return
