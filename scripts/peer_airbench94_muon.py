@@ -24,7 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peer_airbench94 import MEAN, STD, evaluate, init_whitening, load_cifar, make_net, translate
+from peer_airbench94 import (
+    MEAN,
+    STD,
+    add_curve_option,
+    curve_point,
+    evaluate,
+    init_whitening,
+    load_cifar,
+    make_net,
+    translate,
+)
 
 HYP = dict(
     epochs=8, batch=2000, bias_lr=0.053, head_lr=0.67, filter_lr=0.24, weight_decay=2e-6, momentum=0.85,
@@ -74,11 +84,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="folder holding cifar-10-batches-py")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=HYP["epochs"], help="8 is airbench94_muon's; less to try it")
-    parser.add_argument(
-        "--curve",
-        action="store_true",
-        help="test accuracy (no TTA) after each epoch, timed apart from training (accuracy-time curve)",
-    )
+    add_curve_option(parser)
     parser.add_argument("--sizes", default="", help="ablation, progressive resizing: per-epoch training image sizes, "
                         "e.g. 16,16,24,24,32,32,32,32 (the test stays at 32 px); default 32 throughout")  # fmt: skip
     parser.add_argument("--tta-select", action="store_true", help="ablation, selective TTA: also print the accuracy "
@@ -146,10 +152,7 @@ def main() -> None:
         train_s += time.perf_counter() - t0
         print(f"epoch {epoch + 1}: train loss {loss.item() / batch:.3f}, {train_s:.0f} s of training", flush=True)
         if args.curve:
-            t1 = time.perf_counter()
-            curve_acc = evaluate(net, test_x, test_y, tta=False)
-            curve_s += time.perf_counter() - t1
-            print(f"curve: epoch {epoch + 1}, {train_s:.1f} s of training, test acc {100 * curve_acc:.2f}%", flush=True)
+            curve_s += curve_point(net, test_x, test_y, epoch + 1, train_s)
     acc, acc_tta = evaluate(net, test_x, test_y, tta=False), evaluate(net, test_x, test_y, tta=True)
     print(f"seed {args.seed}: test acc {100 * acc:.2f}%, with TTA {100 * acc_tta:.2f}%; {step} steps, "
           f"{train_s:.0f} s training ({step * batch / train_s:.0f} img/s), "

@@ -7,19 +7,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from cnnlab.report.collect import Job
+from cnnlab.report.collect import NUMBERS, Job
 
+# The record's numbers, then the train–val gap (computed here) before the epochs and time, then the status.
 JOB_COLUMNS = (
-    "params",
-    "macs",
-    "receptive_field",
-    "val_acc_final",
-    "val_acc_best",
-    "test_acc",
-    "test_consistency",
+    *NUMBERS[: NUMBERS.index("epochs")],
     "train_val_gap",
-    "epochs",
-    "wall_s",
+    *NUMBERS[NUMBERS.index("epochs") :],
     "status",
 )
 
