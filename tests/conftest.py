@@ -6,6 +6,14 @@ import os
 import pickle
 from pathlib import Path
 
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `make test` runs the suite on one worker per core
+    # Split the cores between the workers, for this process and the console scripts the tests start (they inherit
+    # the variable; torch reads it when it is first imported, just below). Two workers with torch's default of every
+    # core each took 451 s on 2 cores (threads spinning against each other); with one thread each, 160 s; serially
+    # 241 s (docs/testing.md).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // int(workers)))
+
 import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
