@@ -313,3 +313,58 @@ def test_a_stored_study_continued_with_another_space_ends_in_one_line_and_leaves
     assert f"error: the study widths in {storage} was run with another search space" in proc.stderr
     states = [t.state for t in optuna.load_study(study_name="widths", storage=storage).trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL] and not (tmp_path / "sweep").exists()
+
+
+def finished_run(folder: Path) -> dict[str, bytes]:
+    """A hand-made finished run's folder; returns its files' bytes by path."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    (folder / "metrics.json").write_text('{"status": "completed", "test_acc": 0.5}')
+    (folder / ".hydra/overrides.yaml").write_text("- data=tiny\n")
+    (folder / "checkpoints/best.ckpt").write_bytes(b"weights")
+    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "argv, refusal",
+    [
+        (["-m", "data=tiny", "seed=0,1", "hydra.sweep.dir={run}"], "hydra.sweep.dir {run} is a run directory"),
+        (
+            ["-m", "data=tiny", "seed=0,1", "hydra.sweep.dir={run}/sweep"],
+            "hydra.sweep.dir {run}/sweep lies inside the run directory {run}",
+        ),
+        (
+            ["data=tiny", "hydra.run.dir={run}/checkpoints/new"],
+            "output directory {run}/checkpoints/new lies inside the run directory {run}",
+        ),
+    ],
+)
+def test_an_output_dir_in_a_finished_run_is_refused_and_the_run_keeps_every_file(
+    tmp_path, monkeypatch, capsys, argv, refusal
+):
+    from cnnlab.cli import train
+    from conftest import refused_line
+
+    run = tmp_path / "run"
+    before = finished_run(run)
+    monkeypatch.chdir(tmp_path)
+    err = refused_line(train, [a.format(run=run) for a in argv], monkeypatch, capsys)
+    assert err.startswith(f"error: {refusal.format(run=run)}: a run's files are its record and never change. Fix: ")
+    assert {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in run.rglob("*") if p.is_dir()) == [".hydra", "checkpoints"]
+
+
+def test_the_api_and_the_lab_tools_refuse_a_folder_inside_a_finished_run(tmp_path, monkeypatch, capsys):
+    import cnnlab
+    from cnnlab.errors import CnnlabError
+    from cnnlab.lab import pooling
+    from conftest import refused_line
+
+    run = tmp_path / "run"
+    before = finished_run(run)
+    with pytest.raises(CnnlabError, match=f"^output directory {run}/x lies inside the run directory {run}: "):
+        cnnlab.train(["data=tiny", f"hydra.run.dir={run}/x"])
+    err = refused_line(pooling, ["--out", str(run / "figures")], monkeypatch, capsys)
+    assert err.startswith(f"error: --out {run}/figures lies inside the run directory {run}: ")
+    assert {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in run.rglob("*") if p.is_dir()) == [".hydra", "checkpoints"]

@@ -99,13 +99,26 @@ def check_writable(path: Path, what: str, fix: str) -> None:
         raise CnnlabError(f"{what} {path} cannot be written ({existing} is not a writable folder). Fix: {fix}")
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory `path` is or lies inside (the nearest folder holding a metrics.json), or None."""
+    path = Path(path).absolute()
+    return next((p for p in (path, *path.parents) if (p / METRICS_FILE).is_file()), None)
+
+
+def check_outside_runs(path: Path, what: str, fix: str, itself: bool = True) -> None:
+    """Refuse a folder to write into that is a run directory (unless not `itself`) or lies inside one: a run's
+    folder is its record and never changes."""
+    run = enclosing_run(path if itself else Path(path).absolute().parent)
+    if run is None:
+        return
+    where = "is a run directory" if run == Path(path).absolute() else f"lies inside the run directory {run}"
+    raise CnnlabError(f"{what} {path} {where}: a run's files are its record and never change. Fix: {fix}")
+
+
 def check_report_dir(path: Path, what: str, fix: str) -> None:
-    """A folder a report or figures may go into: writable, and not a run directory (its files are its record)."""
+    """A folder a report or figures may go into: writable, and not a run directory nor inside one."""
     check_writable(path, what, fix)
-    if (path / METRICS_FILE).exists():
-        raise CnnlabError(
-            f"{what} {path} is a run directory: its files are that run's record and never change. Fix: {fix}"
-        )
+    check_outside_runs(path, what, fix)
 
 
 def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | None:
@@ -114,7 +127,9 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
     A finished run is refused unless this job resumes it; a resumed run keeps its original `.hydra/`
     and gets its resume's config beside it in `.hydra/resume-<time>/`.
     """
-    check_writable(run_dir, "output directory", "choose another hydra.run.dir (or hydra.sweep.dir).")
+    fix = "choose another hydra.run.dir (or hydra.sweep.dir)."
+    check_writable(run_dir, "output directory", fix)
+    check_outside_runs(run_dir, "output directory", fix, itself=False)  # itself: resume's question, below
     _lock_run_dir(run_dir)
     previous = read_metrics(run_dir)
     if previous is not None and not resuming:
@@ -455,6 +470,18 @@ def _hydra_overrides(argv: list[str]) -> list[str] | None:
     return argv
 
 
+def _sweep_dir(argv: list[str], config_name: str) -> Path | None:
+    """The sweep directory of a multirun command line (from its hydra.* overrides), or None: not a multirun, or a
+    sweep dir that depends on the swept values (each job's own check covers it then)."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return None
+    hydra_args = [a for a in argv if a.lstrip("+~").startswith("hydra.")]
+    try:
+        return Path(str(config.compose_config(hydra_args, name=config_name, return_hydra_config=True).hydra.sweep.dir))
+    except Exception:  # Hydra itself reports what does not compose
+        return None
+
+
 def _drop_tips(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("💡 Tip")
 
@@ -558,6 +585,11 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
                         f"refers to (e.g. resume=null), or choose hydra.run.dir=<folder>."
                     ) from None
                 check_writable(run_dir, "output directory", "choose another hydra.run.dir.")
+                check_outside_runs(run_dir, "output directory", "choose another hydra.run.dir.", itself=False)
+            elif composes and (sweep_dir := _sweep_dir(sys.argv[1:], composes)) is not None:
+                fix = "choose another hydra.sweep.dir (a new folder, or one outside any run)."
+                check_writable(sweep_dir, "hydra.sweep.dir", fix)
+                check_outside_runs(sweep_dir, "hydra.sweep.dir", fix)
             main()
         except KeyboardInterrupt:
             if _OUTPUT is not None:  # stopped before the run wrote anything: no empty folder stays behind
