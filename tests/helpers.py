@@ -133,3 +133,14 @@ class SignalInTest(L.Callback):
         if not self.sent:
             self.sent = True
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInValidation(L.Callback):
+    """Send this process `signum` at the first batch of epoch `epoch`'s validation (not the sanity check)."""
+
+    def __init__(self, epoch: int, signum: int = signal.SIGTERM) -> None:
+        self.epoch, self.signum = epoch, signum
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == 0 and not trainer.sanity_checking:
+            os.kill(os.getpid(), self.signum)

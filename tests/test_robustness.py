@@ -333,6 +333,26 @@ def test_a_signal_outside_the_training_batches_records_an_interrupted_run_and_ex
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_in_the_last_epochs_validation_is_an_interruption_that_resumes_to_the_uninterrupted_end(
+    tmp_path, signum
+):
+    _, straight = train(tmp_path / "straight", "trainer.max_epochs=2")
+    run_dir = tmp_path / "stopped"
+    code, record = train(
+        run_dir,
+        "trainer.max_epochs=2",
+        "+callbacks.sig._target_=helpers.SignalInValidation",
+        "+callbacks.sig.epoch=1",
+        f"+callbacks.sig.signum={signum}",
+    )
+    assert code == 128 + signum and record["status"] == "interrupted" and record["signal"] == signum
+    assert "test_acc" not in record and (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
+    code, resumed = train(run_dir, "trainer.max_epochs=2", f"resume={run_dir}")
+    assert code == 0 and resumed["status"] == "completed"
+    assert [resumed[k] for k in COMPARED] == [straight[k] for k in COMPARED]
+
+
 def test_resume_option_points_hydra_at_the_run_dir(tmp_path):
     assert compose_config(TINY + [f"resume={tmp_path}/old"], tmp_path).hydra.run.dir == f"{tmp_path}/old"
 

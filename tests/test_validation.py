@@ -349,7 +349,7 @@ def test_an_output_dir_in_a_finished_run_is_refused_and_the_run_keeps_every_file
     before = finished_run(run)
     monkeypatch.chdir(tmp_path)
     err = refused_line(train, [a.format(run=run) for a in argv], monkeypatch, capsys)
-    assert err.startswith(f"error: {refusal.format(run=run)}: a run's files are its record and never change. Fix: ")
+    assert err.startswith(f"error: {refusal.format(run=run)}: its files are that run's record and never change. Fix: ")
     assert {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in run.rglob("*") if p.is_dir()) == [".hydra", "checkpoints"]
 

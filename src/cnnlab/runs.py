@@ -112,7 +112,7 @@ def check_outside_runs(path: Path, what: str, fix: str, itself: bool = True) -> 
     if run is None:
         return
     where = "is a run directory" if run == Path(path).absolute() else f"lies inside the run directory {run}"
-    raise CnnlabError(f"{what} {path} {where}: a run's files are its record and never change. Fix: {fix}")
+    raise CnnlabError(f"{what} {path} {where}: its files are that run's record and never change. Fix: {fix}")
 
 
 def check_report_dir(path: Path, what: str, fix: str) -> None:

@@ -102,6 +102,15 @@ class GracefulInterrupt(L.Callback):
             signal.signal(signal.SIGTERM, self._handler)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_signalled(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._stop_if_signalled(trainer)  # else a signal in the last epoch's validation was lost: exit 0, completed
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop_if_signalled(trainer)  # one that came after the last batch (while the epoch's checkpoints saved)
+
+    def _stop_if_signalled(self, trainer) -> None:
         if self.received is None:
             return
         path = self.checkpoint_dir / "interrupted.ckpt"
