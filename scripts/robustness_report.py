@@ -133,6 +133,10 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ),
         ("eval: devices 0", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "trainer.devices=0"]),
         ("eval: more threads than cores", "eval", [f"ckpt_path={tmp}/good/checkpoints/best.ckpt", "threads=99"]),
+        # the fourth pass: output folders inside a finished run
+        ("sweep into a finished run", "train", ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/good"]),
+        ("sweep inside a finished run", "train", ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/good/sweep"]),
+        ("run dir inside a finished run", "train", TINY + [f"hydra.run.dir={tmp}/good/checkpoints/new"]),
     ]
 
 
@@ -152,9 +156,12 @@ def main() -> None:
         (tmp / "a_file").write_text("not a folder")
         for i, (what, command, args) in enumerate(cases(tmp)):
             run_dir = tmp / f"run{i}"
-            explicit = [a for a in args if a.startswith(("hydra.run.dir=", "resume="))]  # resume= picks the run dir
+            given = ("hydra.run.dir=", "hydra.sweep.dir=", "resume=")  # resume= picks the run dir
+            explicit = [a for a in args if a.startswith(given)]
             run_dir = Path(explicit[0].split("=", 1)[1]) if explicit else run_dir
             full = [str(BIN / f"cnnlab-{command}"), *args] + ([] if explicit else [f"hydra.run.dir={run_dir}"])
+            # an output folder inside a finished run: that run's files are the ones to watch
+            run_dir = next((p for p in (run_dir, *run_dir.parents) if (p / "metrics.json").is_file()), run_dir)
             before = snapshot(run_dir)
             proc = subprocess.run(full, cwd=tmp, capture_output=True, text=True, timeout=300)
             lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
@@ -199,6 +206,9 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   (the weights at that moment, for inspection), `metrics.json` says `interrupted`, the exit code is
   128 + the signal (130 / 143), and the log prints the resume command. A second Ctrl+C stops at once, with
   exit 130 and an `interrupted` record (no checkpoint of that moment; `last.ckpt` holds the last whole epoch).
+  A signal during an epoch's validation (the last epoch's too) or while its checkpoints are saved stops the run
+  the same way at the end of that validation batch (one in the last epoch's validation used to be lost: the run
+  went on to its test and recorded `completed`, exit 0).
   Ctrl+C while the command imports its libraries prints one line and exits 130 (the signal is held until the
   imports end: raised inside one, a library's bare `except` swallowed it). Ctrl+C after the checks but before
   training (loading data, building the trainer) records `interrupted`, exit 130; one that lands while the run
@@ -225,7 +235,9 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   before any checkpoint stores the broken weights; `last.ckpt` is the last good one and `metrics.json`
   says `failed`.
 - A run directory that already holds `metrics.json` is finished: no later command (train, eval, resume,
-  compare) changes a file in it, except its own resume. Hydra writes nothing into a run directory itself;
+  compare) changes a file in it, except its own resume. An output folder that is or lies inside a finished run
+  (`hydra.sweep.dir=<run>`, `hydra.run.dir=<run>/x`, `--out <run>/figures` of a lab tool or `cnnlab-compare`) is
+  refused before anything is written. Hydra writes nothing into a run directory itself;
   cnnlab saves `.hydra/` and the log once the directory is accepted. `cnnlab-eval` writes into its own
   directory. Records are written atomically, by rank zero only (DDP runs write one record).
 - Checkpoints are written to a hidden `.<name>.partial` beside them and renamed into place, so a full disk or a
