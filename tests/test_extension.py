@@ -119,6 +119,12 @@ def test_resnet_without_a_validation_split_trains_with_lab_images_and_records_th
     assert record["status"] == "completed" and record["receptive_field"] == 13
     tags = "".join(p.name for p in (tmp_path / "run" / "tb").iterdir())
     assert tags  # events written; the feature-map and RF images come from the test images
+    import cnnlab  # no best.ckpt without validation: load_run takes the checkpoint the run tested, last.ckpt
+
+    loaded = cnnlab.load_run(tmp_path / "run").model.state_dict()
+    last = torch.load(tmp_path / "run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert not (tmp_path / "run/checkpoints/best.ckpt").exists() and loaded.keys() == last.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in last.items())
 
 
 @pytest.mark.parametrize(

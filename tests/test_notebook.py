@@ -56,6 +56,17 @@ def test_train_honours_hydra_run_dir_as_the_command_line_does(tmp_path, monkeypa
     assert not (tmp_path / "outputs").exists()
 
 
+def test_train_refuses_a_run_dir_that_is_a_file_in_one_line(tmp_path):
+    import cnnlab
+    from cnnlab.errors import CnnlabError
+
+    (tmp_path / "a_file").write_text("mine")
+    for run_dir in (tmp_path / "a_file", tmp_path / "a_file" / "sub"):
+        with pytest.raises(CnnlabError, match="^run_dir .* (is a file, not a directory|cannot be written)"):
+            cnnlab.train(["data=tiny"], run_dir=run_dir)
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
 def test_load_sweep_and_load_run_refuse_a_path_that_does_not_exist(tmp_path):
     import cnnlab
     from cnnlab.errors import CnnlabError

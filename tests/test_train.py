@@ -93,6 +93,76 @@ def test_eval_round_trip_reproduces_the_test_accuracy(trained, tmp_path):
     assert record["test_acc"] == pytest.approx(json.loads((trained / "metrics.json").read_text())["test_acc"])
 
 
+def test_eval_with_a_data_key_changed_tests_the_runs_own_data_not_the_default_dataset(trained, tmp_path):
+    cfg = compose_config(
+        [f"ckpt_path={trained}/checkpoints/best.ckpt", "progress_bar=false", "data.eval_batch_size=50"],
+        tmp_path,
+        name="eval",
+    )
+    record = evaluate(cfg, tmp_path, check(cfg, tmp_path))
+    assert record["data"] == "TinyDataModule"
+    assert record["test_acc"] == pytest.approx(json.loads((trained / "metrics.json").read_text())["test_acc"])
+
+
+def test_eval_on_another_dataset_ignores_the_runs_training_augmentation(tmp_path, fake_cifar):
+    # vflip is label-unsafe on CIFAR-10, but the test set is never augmented: eval used to refuse, in a line whose
+    # fixes (augment=none, augment.allow_label_unsafe=true) changed nothing.
+    train_tiny(tmp_path / "run", "trainer.max_epochs=1", "augment=vflip")
+    cfg = compose_config(
+        [
+            f"ckpt_path={tmp_path}/run/checkpoints/best.ckpt",
+            "progress_bar=false",
+            "data=cifar10",
+            f"data.data_dir={fake_cifar}",
+            "data.val_size=10",
+        ],
+        tmp_path / "eval",
+        name="eval",
+    )
+    record = evaluate(cfg, tmp_path / "eval", check(cfg, tmp_path / "eval"))
+    assert record["data"] == "CIFAR10DataModule" and 0 <= record["test_acc"] <= 1
+
+
+def damaged_copy(trained: Path, tmp_path: Path, damage) -> Path:
+    """A copy of the run's best checkpoint, changed by `damage(checkpoint)`."""
+    checkpoint = torch.load(trained / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
+    damage(checkpoint)
+    torch.save(checkpoint, tmp_path / "damaged.ckpt")
+    return tmp_path / "damaged.ckpt"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda c: c["state_dict"].pop(next(iter(c["state_dict"]))), "its weights do not fit the model"),
+        (lambda c: c["state_dict"].update(extra=torch.zeros(1)), "its weights do not fit the model"),
+        (lambda c: c["hyper_parameters"]["config"]["model"].update(width=32), "its weights do not fit the model"),
+        (lambda c: c["hyper_parameters"]["config"].pop("data"), "its run config has no data section"),
+    ],
+    ids=["weight missing", "weight added", "config changed", "config section missing"],
+)
+def test_eval_of_a_damaged_checkpoint_is_one_line_and_writes_nothing(trained, tmp_path, damage, message, caplog):
+    from cnnlab.cli.eval import run as run_eval
+
+    ckpt = damaged_copy(trained, tmp_path, damage)
+    cfg = compose_config([f"ckpt_path={ckpt}", "progress_bar=false"], tmp_path / "eval", name="eval")
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(cfg)
+    assert exit_info.value.code == 2 and f"checkpoint {ckpt} is damaged: {message}" in caplog.text
+    assert not (tmp_path / "eval").exists()
+
+
+def test_eval_of_a_run_folder_names_the_checkpoint_inside_it(trained, tmp_path, caplog):
+    from cnnlab.cli.eval import run as run_eval
+
+    cfg = compose_config([f"ckpt_path={trained}", "progress_bar=false"], tmp_path / "eval", name="eval")
+    with pytest.raises(SystemExit):
+        run_eval(cfg)
+    assert f"checkpoint {trained} is a folder, not a checkpoint file. Fix: pass {trained}/checkpoints/best.ckpt" in (
+        caplog.text
+    )
+
+
 def test_same_seed_same_metrics_and_other_seed_different(tmp_path):
     a = train_tiny(tmp_path / "a", "trainer.max_epochs=1", "seed=3")
     b = train_tiny(tmp_path / "b", "trainer.max_epochs=1", "seed=3")

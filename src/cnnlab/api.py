@@ -17,7 +17,7 @@ def train(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | Non
     from cnnlab.cli.train import run
     from cnnlab.config import compose_config
     from cnnlab.errors import CnnlabError
-    from cnnlab.runs import RunEnded, note_output_dir, read_metrics
+    from cnnlab.runs import RunEnded, check_writable, note_output_dir, read_metrics
 
     if isinstance(overrides, str):  # list("data=tiny") would be one override per letter
         raise CnnlabError(
@@ -32,6 +32,7 @@ def train(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | Non
         or cfg.get("resume")
         or f"outputs/runs/{datetime.now():%Y-%m-%d/%H-%M-%S-%f}"
     )
+    check_writable(run_dir, "run_dir", "pass another run_dir (or hydra.run.dir).")
     note_output_dir(run_dir)  # a refused run removes the folders made for it, as the command line's does
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir.resolve())
@@ -81,7 +82,16 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
         raise CnnlabError(
             f"{run_dir} holds no run (no metrics.json). Fix: pass a run directory, e.g. outputs/runs/<date>/<time>."
         )
-    module = load_classifier(run_dir / "checkpoints" / f"{checkpoint}.ckpt")
+    path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if checkpoint == "best" and not path.is_file() and metrics.get("best_checkpoint"):
+        # a run without validation (data.val_size=0) tests its last.ckpt; by name: the run may have been moved
+        path = run_dir / "checkpoints" / Path(metrics["best_checkpoint"]).name
+    if not path.is_file() and (metrics.get("choices") or {}).get("callbacks") == "none":
+        raise CnnlabError(
+            f"{run_dir} was trained with callbacks=none, which saves no checkpoints: it has no weights to load. "
+            f"Fix: train it again with the default callbacks; its numbers are in {run_dir / 'metrics.json'}."
+        )
+    module = load_classifier(path)
     return Run(run_dir, module, OmegaConf.create(module.config), metrics, metrics.get("curves") or {})
 
 

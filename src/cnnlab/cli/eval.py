@@ -15,7 +15,7 @@ from cnnlab import config, runs
 from cnnlab.cli.train import check_fits
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
-from cnnlab.training.checkpoints import check_model_matches, saved_config
+from cnnlab.training.checkpoints import check_model_matches, load_classifier, saved_config
 from cnnlab.training.hardware import check_device, check_threads, threads_for_job
 from cnnlab.training.module import ImageClassifier
 from cnnlab.training.trainer import build_trainer, check_trainer
@@ -28,9 +28,19 @@ def effective_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> Dict
     and the trainer, which is this command's own (but with the run's precision unless it is overridden, so
     eval reproduces the run's test numbers)."""
     merged = OmegaConf.create(saved)
-    for group in ("data", "model"):
-        if any(o.lstrip("+~").startswith(group) for o in overrides):
-            merged[group] = cfg[group]
+    if any(o.lstrip("+~").startswith("model") for o in overrides):  # check() has refused a model that differs
+        merged.model = cfg.model
+    keys = [k for o in overrides if (k := o.lstrip("+~").split("=", 1)[0]) == "data" or k.startswith("data.")]
+    if "data" in keys:  # another dataset (data=tiny): the group as composed
+        merged.data = cfg.data
+    else:  # data.<key>=...: the run's own data with that key changed (not the default dataset's)
+        for key in keys:
+            if key.split(".")[1] not in merged.data:
+                raise CnnlabError(
+                    f"{key} is not a key of the run's data ({merged.data.get('_target_')}). Fix: drop it, or "
+                    f"choose the data with data=<name> and give its keys after that."
+                )
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
     merged.progress_bar = cfg.progress_bar
     precision = merged.trainer.precision  # the precision the run trained and tested in, unless overridden
     merged.trainer = cfg.trainer
@@ -39,7 +49,7 @@ def effective_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> Dict
     return merged
 
 
-def check(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], Any]:
+def check(cfg: DictConfig, run_dir: Path) -> tuple[ImageClassifier, Any]:
     """The checkpoint's config, checked to exist and to match any model overrides, and its test data, read
     (missing or damaged files are refused here, before the eval's directory is opened)."""
     if not cfg.ckpt_path or cfg.ckpt_path == "???":
@@ -52,21 +62,21 @@ def check(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], Any]:
     check_device(run_cfg)  # the machine and the trainer as cnnlab-train checks them: before the eval's dir opens
     check_threads(cfg.threads)
     check_trainer(run_cfg)
-    datamodule = hydra.utils.instantiate(run_cfg.data, augment=hydra.utils.instantiate(run_cfg.augment))
+    datamodule = hydra.utils.instantiate(run_cfg.data)  # no augmentation: the test set is never augmented
     if any(o.lstrip("+~").startswith("data") for o in overrides):  # another dataset: its images must fit the model
         check_fits(hydra.utils.instantiate(run_cfg.model), datamodule)
+    module = load_classifier(cfg.ckpt_path, OmegaConf.to_container(run_cfg, resolve=True))  # its weights fit it
     datamodule.prepare_data()
     datamodule.setup("test")
-    return saved, datamodule
+    return module, datamodule
 
 
-def evaluate(cfg: DictConfig, run_dir: Path, checked: tuple[dict[str, Any], Any]) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, run_dir: Path, checked: tuple[ImageClassifier, Any]) -> dict[str, Any]:
     """Test the checkpoint on its test set (or the overridden data); return the metrics.json record."""
-    saved, datamodule = checked
+    module, datamodule = checked
     if threads := threads_for_job(cfg.threads, HydraConfig.get()):  # as cnnlab-train applies it
         torch.set_num_threads(threads)
-    run_cfg = effective_config(cfg, saved, list(HydraConfig.get().overrides.task))
-    module = ImageClassifier(OmegaConf.to_container(run_cfg, resolve=True))
+    run_cfg = OmegaConf.create(module.config)
     trainer = build_trainer(run_cfg, None)
     result = trainer.test(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)[0]
     log.info("test/acc %.4f  test/loss %.4f  (%s)", result["test/acc"], result["test/loss"], cfg.ckpt_path)

@@ -34,9 +34,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
-def saved_config(path: str | Path) -> dict[str, Any]:
-    """The run config stored in a checkpoint, or one clear error if the file is missing or not ours."""
+def _read(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(checkpoint, its run config), or one clear error if the file is missing, unreadable or not cnnlab's."""
     path = Path(path)
+    if path.is_dir():
+        inside = path / "checkpoints" / "best.ckpt"
+        raise CnnlabError(
+            f"checkpoint {path} is a folder, not a checkpoint file. Fix: pass "
+            f"{inside if inside.is_file() else '<run dir>/checkpoints/best.ckpt'} (or last.ckpt)."
+        )
     if not path.is_file():
         raise CnnlabError(
             f"checkpoint {path} does not exist. Fix: pass <run dir>/checkpoints/best.ckpt "
@@ -49,18 +55,38 @@ def saved_config(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} could not be read ({type(e).__name__}: {e}). Fix: pass a .ckpt written by cnnlab-train."
         ) from None
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
-    if not isinstance(config, dict) or "state_dict" not in checkpoint:
+    if not isinstance(config, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CnnlabError(
             f"{path} is not a cnnlab checkpoint (no state_dict and run config). "
             f"Fix: pass a .ckpt written by cnnlab-train."
         )
-    return config
+    if missing := [k for k in ("model", "data", "augment", "trainer") if not isinstance(config.get(k), dict)]:
+        raise CnnlabError(
+            f"checkpoint {path} is damaged: its run config has no {', '.join(missing)} section. "
+            f"Fix: pass a .ckpt written by cnnlab-train, unchanged."
+        )
+    return checkpoint, config
 
 
-def load_classifier(path: str | Path) -> ImageClassifier:
-    """The trained module of a checkpoint (its own config, its weights), in eval mode on the CPU."""
-    saved_config(path)  # clear errors first
-    return ImageClassifier.load_from_checkpoint(path, map_location="cpu").eval()
+def saved_config(path: str | Path) -> dict[str, Any]:
+    """The run config stored in a checkpoint, or one clear error if the file is missing or not ours."""
+    return _read(path)[1]
+
+
+def load_classifier(path: str | Path, config: dict[str, Any] | None = None) -> ImageClassifier:
+    """The module `config` describes (by default the checkpoint's own run config) with the checkpoint's weights, in
+    eval mode on the CPU; one clear error where the weights do not fit that model."""
+    checkpoint, saved = _read(path)
+    module = ImageClassifier(config or saved)
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:  # missing, unexpected or misshapen weights
+        raise CnnlabError(
+            f"checkpoint {path} is damaged: its weights do not fit the model its run config describes "
+            f"({' '.join(str(e).split())[:300]}). Fix: pass a .ckpt written by cnnlab-train, unchanged."
+        ) from None
+    module.curves = {k: list(v) for k, v in checkpoint.get("curves", {}).items()}
+    return module.eval()
 
 
 def check_model_matches(saved: dict[str, Any], model_cfg: dict[str, Any], path: str | Path) -> None:
