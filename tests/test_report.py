@@ -217,7 +217,7 @@ def test_jobs_that_lack_an_axis_a_seed_or_a_record_still_get_their_row(tmp_path,
         ("2", "0.1", "7", "completed"),
         ("3", "", "8", "completed"),
         ("4", "", "5", "missing"),
-        ("", "", "", "unreadable"),  # its overrides are not trusted either
+        ("5", "", "", "unreadable"),  # its overrides.yaml is whole: the row says which setting it was
     ]
     assert rows[0]["val_acc_final"] == "0.123457"  # floats to 6 significant digits
     damaged = sweep / "3" / "metrics.json"
@@ -230,11 +230,11 @@ def test_jobs_that_lack_an_axis_a_seed_or_a_record_still_get_their_row(tmp_path,
     assert [r["setting"] for r in table("\n".join(lines))] == [
         "model.depth=2 optim.lr=0.1",
         "model.depth=3 optim.lr=-",
-        "model.depth=- optim.lr=-",  # '-' sorts before '4'
         "model.depth=4 optim.lr=-",
+        "model.depth=5 optim.lr=-",
     ]
     assert "- `2` (model.depth=4 optim.lr=-, seed 5): missing" in lines  # no record, so no error to show
-    assert f"- `3` (model.depth=- optim.lr=-, seed -): unreadable: {rows[3]['error']}" in lines
+    assert f"- `3` (model.depth=5 optim.lr=-, seed -): unreadable: {rows[3]['error']}" in lines
 
 
 def test_a_single_run_is_the_setting_all_with_nothing_swept_and_no_plots(tmp_path):
@@ -268,7 +268,7 @@ def test_an_overrides_file_that_is_not_a_list_makes_the_job_unreadable_naming_th
     path = job / ".hydra" / "overrides.yaml"
     assert (row.status, row.metrics["error"]) == (
         "unreadable",
-        f"{path} could not be read (ValueError: not a list of overrides)",
+        f"{path} could not be read (ValueError: not a list of overrides (key=value texts))",
     )
 
 
@@ -356,3 +356,91 @@ def test_compare_refuses_folders_without_jobs_and_makes_a_nested_out(sweep, tmp_
         compare([empty, tmp_path], tmp_path / "out")
     assert str(error.value) == f"no run directories (with .hydra/overrides.yaml) under {empty}, {tmp_path}"
     assert compare([sweep], tmp_path / "a" / "b")[0] == tmp_path / "a" / "b" / "summary.csv"
+
+
+def small_sweep(sweep: Path) -> Path:
+    """Two finished jobs sweeping augment (flip vs none) with full records and curves."""
+    for i, (aug, acc) in enumerate([("flip", 0.6), ("none", 0.5)]):
+        record = {
+            "status": "completed",
+            "val_acc_final": acc,
+            "val_acc_best": acc,
+            "test_acc": acc,
+            "wall_s": 1.0,
+            "params": 100,
+            "curves": {"val/acc": [acc / 2, acc], "train/loss": [2.0, 1.0], "val/loss": [2.1, 1.2]},
+        }
+        write_job(sweep / str(i), [f"augment={aug}", "seed=0"], record)
+    return sweep
+
+
+def rows_of(out: Path) -> list[dict]:
+    return list(csv.DictReader(open(out / "summary.csv")))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_record_with_a_non_finite_number_is_an_unreadable_row_and_the_report_is_written(tmp_path, value):
+    sweep = small_sweep(tmp_path / "sweep")
+    record = json.loads((sweep / "0/metrics.json").read_text())
+    (sweep / "0/metrics.json").write_text(json.dumps({**record, "test_acc": value}))  # json writes NaN / Infinity
+    compare([sweep], tmp_path / "out")
+    rows = rows_of(tmp_path / "out")
+    assert [(r["augment"], r["status"]) for r in rows] == [("flip", "unreadable"), ("none", "completed")]
+    assert f"holds test_acc={value}" in rows[0]["error"]
+
+
+def test_a_completed_record_without_validation_numbers_gets_its_row_and_plots(tmp_path):
+    # an eval's record, or a run without validation: no val_acc_final (the by-axis plot indexed it: KeyError)
+    sweep = small_sweep(tmp_path / "sweep")
+    write_job(sweep / "2", ["augment=crop", "seed=0"], {"status": "completed", "test_acc": 0.55, "wall_s": 1.0})
+    written = compare([sweep], tmp_path / "out")
+    assert "acc_by_axis.png" in [p.name for p in written]
+    assert [(r["augment"], r["val_acc_final"], r["test_acc"]) for r in rows_of(tmp_path / "out")] == [
+        ("flip", "0.6", "0.6"),
+        ("none", "0.5", "0.5"),
+        ("crop", "", "0.55"),
+    ]
+
+
+def test_a_job_given_twice_counts_once_and_a_linked_job_folder_counts(tmp_path):
+    sweep = small_sweep(tmp_path / "sweep")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "0").symlink_to(sweep / "0")  # a job copied into another sweep as a link
+    (linked / "loop").symlink_to(linked)  # a link back up the tree is followed once
+    assert [j.path.name for j in collect_jobs([linked])] == ["0"]
+    jobs = collect_jobs([sweep, sweep, sweep / "0", linked])
+    assert [str(j.path.relative_to(tmp_path)) for j in jobs] == ["sweep/0", "sweep/1"]
+
+
+def test_a_job_whose_overrides_cannot_be_read_does_not_make_every_key_swept(tmp_path):
+    sweep = small_sweep(tmp_path / "sweep")
+    write_job(sweep / "2", [], None)
+    (sweep / "2/.hydra/overrides.yaml").write_text(yaml.safe_dump([1, 2, {"a": 3}]))
+    compare([sweep], tmp_path / "out")
+    assert (tmp_path / "out/summary.md").read_text().splitlines()[2].startswith("Swept: augment. ")
+    assert [r["status"] for r in rows_of(tmp_path / "out")][-1] == "unreadable"
+
+
+def test_a_report_that_fails_leaves_the_earlier_report_whole(tmp_path, monkeypatch):
+    sweep = small_sweep(tmp_path / "sweep")
+    out = tmp_path / "out"
+    compare([sweep], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_job(sweep / "2", ["augment=crop", "seed=0"], {"status": "completed", "test_acc": 0.55, "wall_s": 1.0})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the markdown writer broke")
+
+    monkeypatch.setattr("cnnlab.report.compare.write_markdown", broken)
+    with pytest.raises(RuntimeError):
+        compare([sweep], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # plots were overwritten before the crash
+
+
+def test_a_folder_where_the_report_writes_a_file_is_refused_before_anything_is_written(tmp_path):
+    sweep = small_sweep(tmp_path / "sweep")
+    (tmp_path / "out/loss_curves.png").mkdir(parents=True)
+    with pytest.raises(CnnlabError, match="holds a folder named loss_curves.png, where the report writes a file"):
+        compare([sweep], tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["loss_curves.png"]

@@ -4,6 +4,8 @@ with its per-epoch curves), whatever logger the runs used."""
 from __future__ import annotations
 
 import logging
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ class Job:
     overrides: dict[str, str]
     metrics: dict[str, Any]
     curves: dict[str, list[float]] = field(default_factory=dict)
+    overrides_read: bool = True  # False: its overrides.yaml is damaged, so it says nothing of what was swept
 
     @property
     def status(self) -> str:
@@ -31,11 +34,21 @@ class Job:
 
 
 def find_job_dirs(root: Path) -> list[Path]:
-    """Run directories under `root` (or `root` itself): folders holding Hydra's .hydra/overrides.yaml."""
+    """Run directories under `root` (or `root` itself): folders holding Hydra's .hydra/overrides.yaml. Folders
+    linked in (a job copied as a symlink) are followed, each real folder once."""
     root = Path(root)
     if (root / ".hydra" / "overrides.yaml").exists():
         return [root]
-    found = [p.parent.parent for p in root.glob("**/.hydra/overrides.yaml")]
+    found, seen = [], set()
+    for folder, subfolders, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            subfolders.clear()
+            continue
+        seen.add(real)
+        if (Path(folder) / ".hydra" / "overrides.yaml").is_file():
+            found.append(Path(folder))
+        subfolders[:] = [d for d in subfolders if d != ".hydra"]
     return sorted(found, key=lambda p: (len(p.parts), _natural(p)))
 
 
@@ -48,8 +61,8 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     try:
         items = yaml.safe_load(path.read_text()) or []
-        if not isinstance(items, list):
-            raise ValueError("not a list of overrides")
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ValueError("not a list of overrides (key=value texts)")
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise CnnlabError(f"{path} could not be read ({type(e).__name__}: {' '.join(str(e).split())})") from None
     pairs = (item.split("=", 1) for item in items if "=" in item)
@@ -83,8 +96,8 @@ def check_record(path: Path, metrics: dict[str, Any]) -> None:
     """A CnnlabError naming the first value of a record (hand-edited or damaged) that the report cannot compute
     with: a non-number where a number belongs, curves that are not lists of numbers, a status that is not text."""
 
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    def number(value: Any) -> bool:  # NaN or inf would end the report in a plot's traceback
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
     bad = next((f"{k}={metrics[k]!r}" for k in NUMBERS if metrics.get(k) is not None and not number(metrics[k])), None)
     curves = metrics.get("curves") or {}
@@ -106,23 +119,37 @@ def check_record(path: Path, metrics: dict[str, Any]) -> None:
 def collect_job(job_dir: Path) -> Job:
     """One job; a damaged record makes it an 'unreadable' row naming the file, not the end of the report."""
     try:
-        metrics = read_metrics(job_dir) or {}
-        check_record(job_dir, metrics)
-        return Job(job_dir, read_overrides(job_dir), metrics, metrics.get("curves") or {})
+        overrides = read_overrides(job_dir)
     except CnnlabError as e:
         log.warning("%s", e)
-        return Job(job_dir, {}, {"status": "unreadable", "error": str(e)})
+        return Job(job_dir, {}, {"status": "unreadable", "error": str(e)}, overrides_read=False)
+    try:
+        metrics = read_metrics(job_dir) or {}
+        check_record(job_dir, metrics)
+        return Job(job_dir, overrides, metrics, metrics.get("curves") or {})
+    except CnnlabError as e:
+        log.warning("%s", e)
+        return Job(job_dir, overrides, {"status": "unreadable", "error": str(e)})
 
 
 def collect_jobs(roots: list[Path]) -> list[Job]:
-    """Every job under the given sweep (or run) directories, finished or not."""
-    return [collect_job(d) for root in roots for d in find_job_dirs(root)]
+    """Every job under the given sweep (or run) directories, finished or not; a job given twice (a folder and its
+    sweep, or one folder through two paths) counts once."""
+    seen: set[str] = set()
+    unique = []
+    for job_dir in (d for root in roots for d in find_job_dirs(root)):
+        if (real := os.path.realpath(job_dir)) not in seen:
+            seen.add(real)
+            unique.append(job_dir)
+    return [collect_job(d) for d in unique]
 
 
 def swept_axes(jobs: list[Job]) -> list[str]:
-    """Override keys whose value differs between jobs (seed excluded: seeds are grouped, not compared)."""
-    keys = sorted({k for job in jobs for k in job.overrides})
-    varying = [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
+    """Override keys whose value differs between jobs (seed excluded: seeds are grouped, not compared); a job whose
+    overrides could not be read has no say."""
+    known = [job for job in jobs if job.overrides_read]
+    keys = sorted({k for job in known for k in job.overrides})
+    varying = [k for k in keys if len({job.overrides.get(k) for job in known}) > 1]
     return [k for k in varying if k != "seed"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -12,27 +14,47 @@ from cnnlab.report.plots import plot_aug_gain, plot_by_axis, plot_losses, plot_v
 from cnnlab.report.tables import gain_markdown, job_row, write_csv, write_markdown
 from cnnlab.runs import check_report_dir, console_script
 
+# Every file the report may write, by name: none may be a folder, and a report replaces only these.
+REPORT_FILES = (
+    "summary.csv",
+    "summary.md",
+    "aug_gain.csv",
+    "val_acc_vs_epoch.png",
+    "loss_curves.png",
+    "acc_by_axis.png",
+    "aug_gain.png",
+)
+
 
 def compare(roots: list[Path], out: Path) -> list[Path]:
-    """Write the report for every job under `roots` into `out`; return the files written."""
+    """Write the report for every job under `roots` into `out`; return the files written. The files are made in a
+    hidden folder inside `out` and renamed into place at the end, so a report that fails (or is stopped) leaves
+    an earlier report whole."""
     jobs = collect_jobs(roots)
     if not jobs:
         raise CnnlabError(f"no run directories (with .hydra/overrides.yaml) under {', '.join(map(str, roots))}")
     axes = swept_axes(jobs)
-    check_report_dir(out, "--out", "pass --out <a writable folder that is not a run directory>.")
+    fix = "pass --out <a writable folder that is not a run directory>."
+    check_report_dir(out, "--out", fix)
+    if folders := [name for name in REPORT_FILES if (out / name).is_dir()]:
+        raise CnnlabError(f"--out {out} holds a folder named {folders[0]}, where the report writes a file. Fix: {fix}")
     out.mkdir(parents=True, exist_ok=True)
-    plots = [plot_val_acc(jobs, axes, out), plot_losses(jobs, axes, out), plot_by_axis(jobs, axes, out)]
-    write_csv([job_row(job, axes) for job in jobs], out / "summary.csv")
-    tables, sections = [out / "summary.csv", out / "summary.md"], []
-    gains = gain_rows(jobs, axes) if has_baseline(jobs, axes) else []
-    if gains:  # the sweep asks "when does augmentation help?": answer it next to the summary
-        plots.append(plot_aug_gain(jobs, axes, gains, out))
-        write_csv(gains, out / "aug_gain.csv")
-        tables.append(out / "aug_gain.csv")
-        sections = gain_markdown(gains)
-    plots = [p for p in plots if p]
-    write_markdown(jobs, axes, out / "summary.md", plots, sections)
-    return [*tables, *(out / p for p in plots)]
+    with tempfile.TemporaryDirectory(prefix=".cnnlab-compare-", dir=out) as tmp_name:
+        tmp = Path(tmp_name)
+        plots = [plot_val_acc(jobs, axes, tmp), plot_losses(jobs, axes, tmp), plot_by_axis(jobs, axes, tmp)]
+        write_csv([job_row(job, axes) for job in jobs], tmp / "summary.csv")
+        tables, sections = ["summary.csv", "summary.md"], []
+        gains = gain_rows(jobs, axes) if has_baseline(jobs, axes) else []
+        if gains:  # the sweep asks "when does augmentation help?": answer it next to the summary
+            plots.append(plot_aug_gain(jobs, axes, gains, tmp))
+            write_csv(gains, tmp / "aug_gain.csv")
+            tables.append("aug_gain.csv")
+            sections = gain_markdown(gains)
+        plots = [p for p in plots if p]
+        write_markdown(jobs, axes, tmp / "summary.md", plots, sections)
+        for name in [*tables, *plots]:
+            os.replace(tmp / name, out / name)
+    return [out / name for name in [*tables, *plots]]
 
 
 def _main(argv: list[str] | None = None) -> None:

@@ -75,8 +75,8 @@ def plot_losses(jobs: list[Job], axes: list[str], out: Path) -> str | None:
 
 def plot_by_axis(jobs: list[Job], axes: list[str], out: Path) -> str | None:
     """For each swept axis: every completed job's final val acc at its value, and the mean."""
-    done = [j for j in jobs if j.status == "completed"]
-    if not done or not axes:
+    done = [j for j in jobs if j.status == "completed" and j.metrics.get("val_acc_final") is not None]
+    if not done or not axes:  # (a run without validation, or an eval's record, has no val acc)
         return None
     fig, grid = plt.subplots(1, len(axes), figsize=(4 * len(axes), 3.6), squeeze=False, sharey=True)
     for ax, axis in zip(grid[0], axes):
