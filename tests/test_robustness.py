@@ -437,20 +437,37 @@ def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path, caplog):
 
 
 def test_a_full_disk_ends_in_one_line_a_failed_record_and_no_partial_files(tmp_path, caplog, monkeypatch):
+    import builtins
     import errno
 
-    real_save, calls = torch.save, []
+    from cnnlab.training import checkpoints
 
-    def disk_fills_in_epoch_two(obj, f, *args, **kwargs):
-        calls.append(f)
+    calls = []
+
+    def disk_fills_in_epoch_two(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        if "w" not in mode:
+            return f
+        calls.append(path)
         if len(calls) <= 2:  # epoch 0's best.ckpt and last.ckpt
-            return real_save(obj, f, *args, **kwargs)
-        Path(f).write_bytes(b"x" * 1000)  # part of the checkpoint made it to disk
-        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+            return f
 
-    monkeypatch.setattr(torch, "save", disk_fills_in_epoch_two)
+        class Full:  # part of the checkpoint makes it to disk, then the disk is full
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                f.close()
+
+            def write(self, data):
+                f.write(bytes(data)[:1000])
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        return Full()
+
+    monkeypatch.setattr(checkpoints, "open", disk_fills_in_epoch_two, raising=False)
     code, record = train(tmp_path, "trainer.max_epochs=2", "lab_images=false")
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.undo()
     assert code == 2 and record["status"] == "failed" and "Traceback" not in caplog.text
     assert (
         record["error"].startswith("the disk refused a write writing ")

@@ -547,7 +547,7 @@ def test_bad_input_found_before_the_job_ends_a_run_with_exit_2_and_a_sweep_job_w
     assert not any(getattr(h, "baseFilename", "").startswith(str(tmp_path)) for h in logging.getLogger().handlers)
 
 
-@pytest.mark.parametrize("multirun", [False, True])
+@pytest.mark.parametrize("multirun", [False, True, None])  # None: a sweep of the basic launcher
 def test_an_interrupted_job_records_the_signal_and_exits_128_plus_its_number(tmp_path, multirun, monkeypatch, caplog):
     from cnnlab.errors import RunInterrupted
     from cnnlab.runs import RunEnded
@@ -555,11 +555,12 @@ def test_an_interrupted_job_records_the_signal_and_exits_128_plus_its_number(tmp
     def job(_):
         raise RunInterrupted("SIGTERM received at epoch 1, step 3.", signal.SIGTERM)
 
-    if multirun:  # a sweep goes on with its other jobs
-        assert policy_run(tmp_path, job, multirun=True, monkeypatch=monkeypatch) is None
-    else:
+    if multirun:  # jobs in processes of their own (joblib, submitit): the signal was that job's, the sweep goes on
+        extra = ["hydra/launcher=joblib"]
+        assert policy_run(tmp_path, job, multirun=True, monkeypatch=monkeypatch, extra=extra) is None
+    else:  # a single run, or a sweep whose jobs run in this process: the signal stops the command (it went on)
         with pytest.raises(RunEnded) as ended:
-            policy_run(tmp_path, job, monkeypatch=monkeypatch)
+            policy_run(tmp_path, job, multirun=multirun is None, monkeypatch=monkeypatch)
         assert (ended.value.code, ended.value.reason) == (128 + 15, "SIGTERM received at epoch 1, step 3.")
     record = record_of(tmp_path)
     assert (record["status"], record["signal"], record["wall_s"]) == ("interrupted", 15, 2.346)

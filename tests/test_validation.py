@@ -368,3 +368,26 @@ def test_the_api_and_the_lab_tools_refuse_a_folder_inside_a_finished_run(tmp_pat
     assert err.startswith(f"error: --out {run}/figures lies inside the run directory {run}: ")
     assert {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in run.rglob("*") if p.is_dir()) == [".hydra", "checkpoints"]
+
+
+def test_a_used_sweep_dir_a_dangling_link_and_resume_under_multirun_are_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys
+):
+    from cnnlab.cli import train
+    from conftest import refused_line
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    (sweep / "0" / ".hydra").mkdir(parents=True)  # a sweep's first job (its multirun.yaml may be gone)
+    (sweep / "0" / "metrics.json").write_text('{"status": "completed"}')
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere" / "run")
+    cases = [
+        (["-m", "data=tiny", "seed=5,6", f"hydra.sweep.dir={sweep}"], f"hydra.sweep.dir {sweep} already holds a sweep"),
+        (["-m", "data=tiny", "seed=5,6", f"hydra.sweep.dir={tmp_path}/link"], f"{tmp_path}/link is a link to "),
+        (["data=tiny", f"hydra.run.dir={tmp_path}/link"], f"{tmp_path}/link is a link to {tmp_path}/nowhere/run"),
+        (["-m", "data=tiny", f"resume={sweep}/0", f"hydra.sweep.dir={tmp_path}/new"], "in a multirun: a resume "),
+    ]
+    before = sorted(tmp_path.rglob("*"))
+    for argv, refusal in cases:
+        assert refusal in refused_line(train, argv, monkeypatch, capsys)
+    assert sorted(tmp_path.rglob("*")) == before and (sweep / "0" / "metrics.json").read_text().endswith("}")

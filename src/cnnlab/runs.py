@@ -94,6 +94,10 @@ def check_writable(path: Path, what: str, fix: str) -> None:
     """Raise a CnnlabError unless `path` is (or can be created as) a writable directory."""
     if path.exists() and not path.is_dir():
         raise CnnlabError(f"{what} {path} is a file, not a directory. Fix: {fix}")
+    if dangling := next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None):
+        raise CnnlabError(
+            f"{what} {path}: {dangling} is a link to {os.readlink(dangling)}, which does not exist. Fix: {fix}"
+        )
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise CnnlabError(f"{what} {path} cannot be written ({existing} is not a writable folder). Fix: {fix}")
@@ -390,7 +394,17 @@ def _run_checked(
             _save(run_dir, record, start)
             raise
     _save(run_dir, record, start)
+    if code > 128 and multirun and _in_process_jobs():  # Ctrl+C stops the sweep, not only the job it landed in
+        raise RunEnded(code, record["error"])
     return record.get("val_acc_best", record.get("test_acc")) if code == 0 else _end(multirun, code, record["error"])
+
+
+def _in_process_jobs() -> bool:
+    """Whether this sweep's jobs run one after another in this process (Hydra's basic launcher). Under joblib or
+    submitit each job has its own process, and a signal (SLURM's SIGUSR2 before the time limit) is that job's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().launcher.get("_target_", "")).endswith("BasicLauncher")
 
 
 _SAVING = False  # while a record is written: a stopping signal waits for it (_stopping_signals_interrupt)
@@ -568,6 +582,7 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
 
     def wrapped() -> None:
         global _OUTPUT, _STARTED
+        logging.raiseExceptions = False  # a log file on a full disk: the run's one line, not a traceback per record
         _OUTPUT = None  # noted afresh by this command's OutputDirs callback
         _STARTED = time.time()
         quiet()
@@ -590,6 +605,18 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
                 fix = "choose another hydra.sweep.dir (a new folder, or one outside any run)."
                 check_writable(sweep_dir, "hydra.sweep.dir", fix)
                 check_outside_runs(sweep_dir, "hydra.sweep.dir", fix)
+                if sweep_dir.is_dir() and (
+                    (sweep_dir / "multirun.yaml").exists() or any((p / ".hydra").is_dir() for p in sweep_dir.iterdir())
+                ):
+                    raise ConfigError(  # its jobs 0, 1, ... would be refused one by one and multirun.yaml replaced
+                        f"hydra.sweep.dir {sweep_dir} already holds a sweep: a new sweep numbers its jobs from 0 "
+                        f"again, into that sweep's job folders. Fix: {fix}"
+                    )
+                if resume := next((a for a in sys.argv[1:] if a.startswith("resume=")), None):
+                    raise ConfigError(
+                        f"{resume} in a multirun: a resume continues one run in its own folder, not a sweep's job. "
+                        f"Fix: resume each run on its own, without -m (cnnlab-train {resume} ...)."
+                    )
             main()
         except KeyboardInterrupt:
             if _OUTPUT is not None:  # stopped before the run wrote anything: no empty folder stays behind

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -27,8 +28,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
         try:
-            torch.save(checkpoint, partial)
+            # Serialised in memory, then written by Python: torch.save into a file raises a bare RuntimeError on a
+            # full disk ("basic_ios::clear"), where this write raises OSError(ENOSPC), which ends the run in one line.
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            with open(partial, "wb") as f:
+                f.write(buffer.getbuffer())
             os.replace(partial, path)
+        except OSError as e:
+            partial.unlink(missing_ok=True)
+            e.filename = e.filename or str(path)  # a failed write() names no file: the one-line error names it
+            raise
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
