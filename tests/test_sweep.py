@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from cnnlab.config import config_dir
 from cnnlab.errors import ConfigError
@@ -58,6 +59,11 @@ def test_every_job_gets_its_own_directory_and_metrics(sweep):
     }
     assert sorted(statuses) == [str(i) for i in range(6)]
     assert sorted(statuses.values()) == ["completed"] * 4 + ["failed"] * 2
+    # every job logs to train.log as cnnlab-train's job (jobs after the first wrote app.log, job.name "app")
+    assert all((sweep_dir / job / "train.log").is_file() for job in statuses)
+    assert {
+        yaml.safe_load((sweep_dir / j / ".hydra/hydra.yaml").read_text())["hydra"]["job"]["name"] for j in statuses
+    } == {"train"}
 
 
 def test_a_failing_job_is_reported_and_the_sweep_exits_non_zero(sweep):

@@ -71,13 +71,24 @@ def compose_config(overrides: list[str], name: str = "train", return_hydra_confi
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobRuntime
+
     register_resolvers()
+    # Inside a job, compose would replace the job's Hydra config and the job name the launcher gives the next jobs
+    # of a sweep ("app": their logs went to app.log): both are put back.
+    running, job_name = HydraConfig.instance().cfg, JobRuntime.instance().get("name")
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        try:
-            return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
-        except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(hydra_error_line(e)) from None
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            try:
+                return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(hydra_error_line(e)) from None
+    finally:
+        JobRuntime.instance().set("name", job_name)
+        if running is not None:
+            HydraConfig.instance().cfg = running
 
 
 def compose_checked(overrides: list[str]) -> DictConfig:
