@@ -353,6 +353,52 @@ def test_a_signal_in_the_last_epochs_validation_is_an_interruption_that_resumes_
     assert [resumed[k] for k in COMPARED] == [straight[k] for k in COMPARED]
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=7", "seed=0 in the checkpoint but 7 now"),
+        ("data.train_count=500", "data.train_count=600 in the checkpoint but 500 now"),
+        ("optim.lr=0.01", "optim.lr=0.05 in the checkpoint but 0.01 now"),
+        ("augment=none", "augment.ops="),
+    ],
+)
+def test_resume_with_other_training_settings_is_refused_naming_them(tmp_path, caplog, override, message):
+    # a resume with seed=7 recorded seed 7 over an epoch trained with seed 0
+    interrupted_run(tmp_path, epoch=1)
+    log = refused(tmp_path, caplog, "trainer.max_epochs=3", f"resume={tmp_path}", override)
+    assert f"resuming {tmp_path}/checkpoints/last.ckpt with other training settings: " in log and message in log
+
+
+def test_resume_of_a_run_whose_last_checkpoint_is_gone_or_damaged_is_refused_and_changes_nothing(tmp_path, caplog):
+    interrupted_run(tmp_path, epoch=1)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = checkpoint["state_dict"][name][:1]  # one weight cut short
+    torch.save(checkpoint, last)
+    log = refused(tmp_path, caplog, "trainer.max_epochs=3", f"resume={tmp_path}")
+    assert f"checkpoint {last} is damaged: its weights do not fit the model" in log  # was a traceback, then 'failed'
+    last.unlink()  # restarting would discard epoch 0, which best.ckpt still holds
+    log = refused(tmp_path, caplog, "trainer.max_epochs=3", f"resume={tmp_path}")
+    assert f"{tmp_path} finished at least one epoch (best.ckpt in its checkpoints/)" in log
+
+
+def test_starting_from_a_checkpoint_with_no_epoch_left_to_train_is_refused(tmp_path, caplog):
+    # it recorded a 'completed' run that never trained, tested with the other run's best.ckpt
+    train(tmp_path / "done", "trainer.max_epochs=1")
+    log = refused(tmp_path / "new", caplog, "trainer.max_epochs=1", f"ckpt_path={tmp_path}/done/checkpoints/last.ckpt")
+    assert "holds 1 finished epochs, and trainer.max_epochs=1: there is nothing left to train" in log
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_an_interrupted_evaluation_is_not_offered_as_a_run_to_resume(tmp_path, caplog):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "eval.log").write_text("")
+    (tmp_path / "eval" / "metrics.json").write_text('{"status": "interrupted"}')
+    log = refused(tmp_path / "eval", caplog, f"resume={tmp_path}/eval")
+    assert f"{tmp_path}/eval is a cnnlab-eval folder, not a training run: there is nothing to resume" in log
+
+
 def test_resume_option_points_hydra_at_the_run_dir(tmp_path):
     assert compose_config(TINY + [f"resume={tmp_path}/old"], tmp_path).hydra.run.dir == f"{tmp_path}/old"
 

@@ -291,6 +291,18 @@ def test_the_record_is_sorted_indented_json_renamed_into_place_from_a_hidden_fil
     assert (src.parent, dst) == (tmp_path, path) and src.name.startswith(".metrics.") and src.name.endswith(".tmp")
 
 
+def test_a_non_finite_number_is_recorded_as_null_so_the_record_stays_json(tmp_path):
+    from cnnlab.runs import write_metrics
+
+    record = {"test_loss": float("nan"), "x": torch.tensor(float("inf")), "curves": {"val/loss": [1.0, float("-inf")]}}
+    path = write_metrics(tmp_path, record)
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
+        "test_loss": None,
+        "x": None,
+        "curves": {"val/loss": [1.0, None]},
+    }
+
+
 @pytest.mark.parametrize(
     "text, problem", [("{cut", "could not be read (JSONDecodeError: "), ("[1, 2]", "does not hold a JSON object.")]
 )

@@ -68,11 +68,10 @@ def compose_config(overrides: list[str], name: str = "train", return_hydra_confi
     """conf/<name>.yaml with Hydra overrides, as the entry points compose it; Hydra's errors become one line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobRuntime
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
     # Inside a job, compose would replace the job's Hydra config and the job name the launcher gives the next jobs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -71,6 +72,20 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     return record
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as null: json would write bare NaN, which strict JSON readers refuse.
+    Scalars of other types (a tensor, a numpy number) become floats first."""
+    if not isinstance(value, (str, bytes, int, float, dict, list, tuple, type(None))) and hasattr(value, "__float__"):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
     """Atomically write `record` to run_dir/metrics.json (rank zero only; other ranks write nothing)."""
     if rank() != 0:
@@ -82,7 +97,7 @@ def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the record is as readable as any other file
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=2, sort_keys=True, default=float) + "\n")
+            f.write(json.dumps(_json_safe(record), indent=2, sort_keys=True, default=float, allow_nan=False) + "\n")
         os.replace(tmp, path)
     except BaseException:  # a full disk: the previous record (if any) stays whole, and no temp file stays
         Path(tmp).unlink(missing_ok=True)
@@ -349,9 +364,15 @@ def _stopping_signals_interrupt(run_dir: Path) -> Any:
             raised.append(signum)
             return
         raised.append(signum)
+        from hydra.core.hydra_config import HydraConfig
+
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if HydraConfig.get().job.name == "eval":
+            kept = "the evaluation did not finish"
+        else:
+            kept = f"{last} holds the last completed epoch" if last.is_file() else "no epoch had ended (no checkpoint)"
         raise RunInterrupted(
-            f"{signal.Signals(signum).name} received outside the training loop (setting up or testing); "
-            f"{run_dir / 'checkpoints' / 'last.ckpt'} holds the last completed epoch, if one ended.",
+            f"{signal.Signals(signum).name} received outside the training loop (setting up or testing); {kept}.",
             signum,
         )
 
@@ -376,7 +397,12 @@ def _run_checked(
         record.update(job(), status="completed")
     except RunInterrupted as e:
         record.update(status="interrupted", error=str(e), signal=e.signum)
-        log.warning("%s Resume with: cnnlab-train resume=%s (plus the same overrides).", e, run_dir)
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.get().job.name != "eval":
+            log.warning("%s Resume with: cnnlab-train resume=%s (plus the same overrides).", e, run_dir)
+        else:  # an evaluation has nothing to resume
+            log.warning("%s Run the command again to finish it (in a new folder).", e)
         code = 128 + e.signum
     except KeyboardInterrupt:  # outside the training loop (loading data, testing): the record says so, then exit 130
         record.update(status="interrupted", error="stopped by Ctrl+C outside the training loop.", signal=2)

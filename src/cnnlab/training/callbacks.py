@@ -76,9 +76,11 @@ class GracefulInterrupt(L.Callback):
     def _handler(self, signum, frame) -> None:
         if self.received is not None:  # second signal: the user means it. Not KeyboardInterrupt: Lightning
             # would catch that and exit(1) with no record; this one the run's record takes (exit 128 + signal).
+            last = self.checkpoint_dir / "last.ckpt"
             raise RunInterrupted(
-                f"a second {signal.Signals(signum).name} stopped the run at once; the last completed epoch is in "
-                f"{self.checkpoint_dir / 'last.ckpt'} (no checkpoint of this moment).",
+                f"a second {signal.Signals(signum).name} stopped the run at once; "
+                + (f"the last completed epoch is in {last}" if last.is_file() else "no epoch had ended")
+                + " (no checkpoint of this moment).",
                 signum,
             )
         self.received = signum
@@ -108,17 +110,17 @@ class GracefulInterrupt(L.Callback):
         self._stop_if_signalled(trainer)  # else a signal in the last epoch's validation was lost: exit 0, completed
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._stop_if_signalled(trainer)  # one that came after the last batch (while the epoch's checkpoints saved)
+        # one that came after the last batch (while the epoch's checkpoints saved); current_epoch is one past it now
+        self._stop_if_signalled(trainer, f"after the last epoch ({trainer.current_epoch - 1}) ended")
 
-    def _stop_if_signalled(self, trainer) -> None:
+    def _stop_if_signalled(self, trainer, when: str | None = None) -> None:
         if self.received is None:
             return
         path = self.checkpoint_dir / "interrupted.ckpt"
         trainer.save_checkpoint(path)
         raise RunInterrupted(
-            f"{signal.Signals(self.received).name} received at epoch {trainer.current_epoch}, "
-            f"step {trainer.global_step}; "
-            f"weights saved to {path}.",
+            f"{signal.Signals(self.received).name} received {when or f'at epoch {trainer.current_epoch}'}, "
+            f"step {trainer.global_step}; weights saved to {path}.",
             self.received,
         )
 

@@ -143,6 +143,18 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, debug: str | None = None) 
                 f"(restarting it would discard the epochs it finished). Fix: start a new run; keep the default "
                 f"callbacks for a run you may resume."
             )
+        if (target / "eval.log").is_file():  # an interrupted cnnlab-eval left a record in its own folder
+            raise CnnlabError(
+                f"{target} is a cnnlab-eval folder, not a training run: there is nothing to resume. Fix: run the "
+                f"evaluation again (cnnlab-eval ckpt_path=... in a new folder)."
+            )
+        kept = sorted(p.name for p in (target / "checkpoints").glob("*.ckpt") if p.name != "interrupted.ckpt")
+        if previous is not None and previous.get("status") in ("interrupted", "failed") and kept:
+            raise CnnlabError(
+                f"checkpoint to resume from does not exist: {ckpt}, but {target} finished at least one epoch "
+                f"({', '.join(kept)} in its checkpoints/): restarting it would discard those epochs. Fix: put its "
+                f"last.ckpt back, or start a new run."
+            )
         if previous is not None and previous.get("status") in ("interrupted", "failed"):
             log.warning(
                 "%s stopped before its first epoch ended (no %s): it restarts from the beginning.", target, ckpt
@@ -152,10 +164,48 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, debug: str | None = None) 
             f"checkpoint to resume from does not exist: {ckpt}. Fix: pass resume=<run dir> of an "
             f"interrupted run, or ckpt_path=<existing .ckpt file>."
         )
-    saved = saved_config(ckpt)
+    checkpoint, saved = _read(ckpt)
     check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), ckpt)
     check_schedule_length(saved, cfg, ckpt)
+    check_same_training(saved, cfg, ckpt)
+    load_classifier(ckpt)  # its weights fit its model: a damaged file fails here, not after the run dir opened
+    done = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    if done.get("processed", 0) >= cfg.trainer.max_epochs:
+        raise CnnlabError(
+            f"{ckpt} holds {done['processed']} finished epochs, and trainer.max_epochs={cfg.trainer.max_epochs}: "
+            f"there is nothing left to train (the run would record another run's test as its own). Fix: evaluate "
+            f"it with cnnlab-eval ckpt_path={ckpt}, or train longer in a new run (a larger trainer.max_epochs with "
+            f"schedule=none)."
+        )
     return ckpt
+
+
+# What a resume may change: where and how the data is read. Anything else would make the resumed epochs another
+# run's than the first ones, under one record (a resume with seed=7 recorded seed 7 over epochs trained with 0).
+_RESUME_MAY_CHANGE = {"data_dir", "download", "num_workers", "on_device", "pin_memory", "eval_batch_size"}
+
+
+def check_same_training(saved: dict[str, Any], cfg: DictConfig, ckpt: Path) -> None:
+    """Refuse a resume whose seed, data, augmentation, optimiser, schedule or loss differ from the checkpoint's."""
+    diffs = []
+    for group in ("seed", "label_smoothing", "data", "augment", "optim", "schedule"):
+        if group not in saved:  # a checkpoint from before the key existed
+            continue
+        before, after = saved[group], cfg.get(group)
+        after = OmegaConf.to_container(after, resolve=True) if OmegaConf.is_config(after) else after
+        if isinstance(before, dict) and isinstance(after, dict):
+            diffs += [
+                f"{group}.{k}={before.get(k)!r} in the checkpoint but {after.get(k)!r} now"
+                for k in sorted(set(before) | set(after))
+                if k not in _RESUME_MAY_CHANGE and k in before and before.get(k) != after.get(k)
+            ]
+        elif before != after:
+            diffs.append(f"{group}={before!r} in the checkpoint but {after!r} now")
+    if diffs:
+        raise CnnlabError(
+            f"resuming {ckpt} with other training settings: {'; '.join(diffs[:3])}. Fix: resume with the run's own "
+            f"values (its .hydra/config.yaml), or start a new run."
+        )
 
 
 def check_schedule_length(saved: dict, cfg: DictConfig, ckpt: Path) -> None:
