@@ -391,3 +391,18 @@ def test_a_used_sweep_dir_a_dangling_link_and_resume_under_multirun_are_refused_
     for argv, refusal in cases:
         assert refusal in refused_line(train, argv, monkeypatch, capsys)
     assert sorted(tmp_path.rglob("*")) == before and (sweep / "0" / "metrics.json").read_text().endswith("}")
+
+
+def test_a_new_run_in_the_current_folder_or_in_a_folder_holding_runs_is_refused(tmp_path, monkeypatch, capsys):
+    # hydra.run.dir=outputs trained into the folder of every run; each later run then lay 'inside a run directory'
+    from cnnlab.cli import train
+    from conftest import refused_line
+
+    before = finished_run(tmp_path / "outputs" / "runs" / "2026-01-01" / "10-00-00")
+    monkeypatch.chdir(tmp_path)
+    err = refused_line(train, ["data=tiny", "hydra.run.dir=outputs"], monkeypatch, capsys)
+    assert err.startswith(f"error: output directory {tmp_path}/outputs holds other runs (e.g. {tmp_path}/outputs/runs/")
+    for run_dir in ("''", "."):
+        err = refused_line(train, ["data=tiny", f"hydra.run.dir={run_dir}"], monkeypatch, capsys)
+        assert err.startswith(f"error: output directory {tmp_path} is the current folder: a run needs a folder of its")
+    assert {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -134,6 +134,22 @@ def check_outside_runs(path: Path, what: str, fix: str, itself: bool = True) -> 
     raise CnnlabError(f"{what} {path} {where}: its files are that run's record and never change. Fix: {fix}")
 
 
+def check_own_folder(path: Path, what: str, fix: str) -> None:
+    """Refuse, for a new run, the current folder or a folder that holds runs below it: the run's files would mix
+    with theirs, and every later run under it would lie inside a run directory."""
+    path = Path(path).absolute()
+    if path == Path.cwd():
+        raise CnnlabError(f"{what} {path} is the current folder: a run needs a folder of its own. Fix: {fix}")
+    if path.is_dir():
+        held = next(
+            (m.parent for depth in range(1, 5) for m in path.glob("/".join(["*"] * depth) + f"/{METRICS_FILE}")), None
+        )
+        if held is not None:
+            raise CnnlabError(
+                f"{what} {path} holds other runs (e.g. {held}): a run needs a folder of its own. Fix: {fix}"
+            )
+
+
 def check_report_dir(path: Path, what: str, fix: str) -> None:
     """A folder a report or figures may go into: writable, and not a run directory nor inside one."""
     check_writable(path, what, fix)
@@ -156,6 +172,8 @@ def open_run_dir(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler | N
             f"{run_dir} already holds a run (status {previous.get('status')}); it is never "
             f"overwritten. Fix: choose another hydra.run.dir, or resume it with resume={run_dir}."
         )
+    if previous is None:
+        check_own_folder(run_dir, "output directory", fix)
     if resuming:  # a save the process was killed in (SIGKILL, power) left its partial file: never a checkpoint
         for partial in (run_dir / "checkpoints").glob(".*.partial"):
             partial.unlink()
@@ -627,6 +645,8 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
                     ) from None
                 check_writable(run_dir, "output directory", "choose another hydra.run.dir.")
                 check_outside_runs(run_dir, "output directory", "choose another hydra.run.dir.", itself=False)
+                if not (run_dir / METRICS_FILE).is_file():
+                    check_own_folder(run_dir, "output directory", "choose another hydra.run.dir.")
             elif composes and (sweep_dir := _sweep_dir(sys.argv[1:], composes)) is not None:
                 fix = "choose another hydra.sweep.dir (a new folder, or one outside any run)."
                 check_writable(sweep_dir, "hydra.sweep.dir", fix)
