@@ -1,6 +1,7 @@
 """The lesson's claims, pinned: parameter sharing, equivariance, linearity, pooling on an edge."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -301,3 +302,67 @@ def test_params_refuses_a_size_below_one_instead_of_printing_zero_or_negative_co
         params_tool.main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"argument {flag}: -3 must be a positive integer" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """best.ckpt of a 1-epoch depth-2 run on tiny."""
+    import cnnlab
+
+    run_dir = tmp_path_factory.mktemp("lab_run") / "run"
+    overrides = ["data=tiny", "model.depth=2", "model.width=4", "data.train_count=300", "trainer.max_epochs=1"]
+    cnnlab.train([*overrides, "progress_bar=false", "lab_images=false"], run_dir=run_dir)
+    return run_dir / "checkpoints" / "best.ckpt"
+
+
+def test_with_a_checkpoint_a_model_override_must_match_it_and_data_overrides_apply(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    # model.depth=3 was dropped in silence (the tool measured the checkpoint's depth-2 net), data.test_count too
+    from cnnlab.lab import equivariance as equivariance_tool
+    from cnnlab.lab import rf as rf_tool
+
+    err = refused_line(rf_tool, ["data=tiny", "model.depth=3", "--ckpt", str(tiny_checkpoint)], monkeypatch, capsys)
+    assert f"checkpoint {tiny_checkpoint} belongs to a different model config: model.depth=2 in the checkpoint" in err
+    argv = ["data=tiny", "data.test_count=40", "--ckpt", str(tiny_checkpoint), "--shifts", "1", "--draws", "1"]
+    out = run_tool(equivariance_tool, [*argv, "--out", str(tmp_path)], monkeypatch, capsys)
+    line = next(x for x in out.splitlines() if x.startswith("consistency"))
+    assert "of all 40 test images (1 draw of the shifts)" in line and "±" not in line  # one draw has no spread
+
+
+@pytest.mark.parametrize(
+    "tool, argv",
+    [
+        ("pooling", ["--ckpt", "x.ckpt"]),
+        ("pooling", ["model.depth=3"]),
+        ("params", ["--out", "x"]),
+        ("linearity", ["--ckpt", "x.ckpt"]),
+    ],
+)
+def test_a_tool_refuses_an_option_it_would_ignore(tool, argv, monkeypatch, capsys):
+    import importlib
+
+    module = importlib.import_module(f"cnnlab.lab.{tool}")
+    monkeypatch.setattr("sys.argv", [f"cnnlab-{tool}", *argv])
+    with pytest.raises(SystemExit) as refused:
+        module.main()
+    assert refused.value.code == 2 and ("unrecognized arguments" in capsys.readouterr().err)
+
+
+def test_bad_input_to_a_lab_tool_is_refused_before_it_prints_or_writes_anything(tmp_path, monkeypatch, capsys):
+    from cnnlab.lab import params
+    from cnnlab.lab import pooling as pooling_tool
+    from cnnlab.lab import rf as rf_tool
+
+    (tmp_path / "a_file").write_text("mine")
+    for module, argv in [
+        (pooling_tool, ["--out", str(tmp_path / "a_file")]),
+        (rf_tool, ["data=tiny", "--out", str(tmp_path / "a_file")]),
+        (params, ["data=tiny", "model.depth=9"]),
+    ]:
+        monkeypatch.setattr("sys.argv", ["tool", *argv])
+        with pytest.raises(SystemExit) as refused:
+            module.main()
+        out, err = capsys.readouterr()
+        assert refused.value.code == 2 and out == "" and err.count("\n") == 1, (argv, out, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

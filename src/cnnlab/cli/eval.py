@@ -15,7 +15,7 @@ from cnnlab import config, runs
 from cnnlab.cli.train import check_fits
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
-from cnnlab.training.checkpoints import check_model_matches, load_classifier, saved_config
+from cnnlab.training.checkpoints import load_classifier, saved_config, with_overridden_groups
 from cnnlab.training.hardware import check_device, check_threads, threads_for_job
 from cnnlab.training.module import ImageClassifier
 from cnnlab.training.trainer import build_trainer, check_trainer
@@ -27,20 +27,7 @@ def effective_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> Dict
     """The checkpoint's config, except groups the command line overrides (e.g. data=tiny, data.data_dir=...)
     and the trainer, which is this command's own (but with the run's precision unless it is overridden, so
     eval reproduces the run's test numbers)."""
-    merged = OmegaConf.create(saved)
-    if any(o.lstrip("+~").startswith("model") for o in overrides):  # check() has refused a model that differs
-        merged.model = cfg.model
-    keys = [k for o in overrides if (k := o.lstrip("+~").split("=", 1)[0]) == "data" or k.startswith("data.")]
-    if "data" in keys:  # another dataset (data=tiny): the group as composed
-        merged.data = cfg.data
-    else:  # data.<key>=...: the run's own data with that key changed (not the default dataset's)
-        for key in keys:
-            if key.split(".")[1] not in merged.data:
-                raise CnnlabError(
-                    f"{key} is not a key of the run's data ({merged.data.get('_target_')}). Fix: drop it, or "
-                    f"choose the data with data=<name> and give its keys after that."
-                )
-            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+    merged = with_overridden_groups(saved, cfg, overrides, cfg.ckpt_path)
     merged.progress_bar = cfg.progress_bar
     precision = merged.trainer.precision  # the precision the run trained and tested in, unless overridden
     merged.trainer = cfg.trainer
@@ -56,8 +43,6 @@ def check(cfg: DictConfig, run_dir: Path) -> tuple[ImageClassifier, Any]:
         raise CnnlabError("no checkpoint given. Fix: cnnlab-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
     saved = saved_config(cfg.ckpt_path)
     overrides = list(HydraConfig.get().overrides.task)
-    if any(o.lstrip("+~").startswith("model") for o in overrides):
-        check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
     run_cfg = effective_config(cfg, saved, overrides)
     check_device(run_cfg)  # the machine and the trainer as cnnlab-train checks them: before the eval's dir opens
     check_threads(cfg.threads)

@@ -17,7 +17,7 @@ from torch import nn
 from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import load_model, output_dir, parser, positive_int, require_backbone
+from cnnlab.lab.tools import figure_path, load_model, output_dir, parser, positive_int, require_backbone
 from cnnlab.models.receptive_field import LayerRF, node_outputs, sees_whole_image, trace_fields, traced
 from cnnlab.runs import console, console_script
 from cnnlab.training.module import shift_agreement
@@ -110,7 +110,13 @@ def _main() -> None:
     p.add_argument("--consistency-shift", type=int, default=4, help="Zhang's consistency: shifts up to K px (0: off)")
     p.add_argument("--draws", type=positive_int, default=3, help="independent draws of the shift pairs (the spread)")
     args = p.parse_args()
-    net, run_cfg, label = load_model(compose_checked(args.overrides), args.ckpt)
+    out = output_dir("equivariance", args.out)
+    if args.consistency_shift < 0:
+        raise CnnlabError(
+            f"--consistency-shift {args.consistency_shift}: a shift is a number of pixels, 1 or more. Fix: e.g. "
+            f"--consistency-shift 4 (or 0 to skip it)."
+        )
+    net, run_cfg, label = load_model(compose_checked(args.overrides), args.ckpt, args.overrides)
     net = require_backbone(net, "cnnlab-equivariance")
     if sees_whole_image(net.features):
         raise CnnlabError(
@@ -157,7 +163,7 @@ def _main() -> None:
     ax.set_ylabel("relative error")
     ax.set_title("Translation equivariance per layer (0 = exactly equivariant)")
     ax.legend()
-    print("figure:", save_figure(fig, output_dir("equivariance", args.out) / "equivariance.png"))
+    print("figure:", save_figure(fig, figure_path(out, "equivariance.png")))
 
 
 @torch.no_grad()
@@ -181,11 +187,11 @@ def test_set_consistency(net: nn.Module, cfg, args) -> str:
             for chunk in raw.split(datamodule.eval_batch_size)
         ]
         shares.append(float(torch.cat(agree).mean()))
-    spread = torch.tensor(shares).std().item() if len(shares) > 1 else 0.0
+    mean = f"{100 * sum(shares) / len(shares):.2f}"
+    spread = f" ± {100 * torch.tensor(shares).std().item():.2f}" if len(shares) > 1 else ""  # one draw: no spread
     return (
         f"consistency (Zhang 2019): the top-1 class agrees for two random shifts of up to {k} px (reflect padding) on "
-        f"{100 * sum(shares) / len(shares):.2f} ± {100 * spread:.2f}% of all {len(raw):,} test images "
-        f"({args.draws} draws of the shifts)"
+        f"{mean}{spread}% of all {len(raw):,} test images ({args.draws} draw{'s' * (args.draws > 1)} of the shifts)"
     )
 
 

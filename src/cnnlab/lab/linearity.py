@@ -46,7 +46,7 @@ def collapse_to_affine(
 
 def _main() -> None:
     """For activation ∈ {identity, relu, gelu}: superposition error and the error of one affine map."""
-    args = parser("cnnlab-linearity", __doc__).parse_args()
+    args = parser("cnnlab-linearity", __doc__, ckpt=False, out=False).parse_args()
     table = Table(
         title="Is the network one affine map f(x) = Wx + b? (errors are relative; ~1e-6 means yes)",
         title_justify="left",
@@ -68,9 +68,10 @@ def _main() -> None:
         pool = str(cfg.model.get("pool", "-"))
         table.add_row(activation, pool, f"{superposition_error(net, shape):.2e}", f"{affine:.2e}")
     console().print(table)
-    if base.model.get("pool") == "max":
+    if base.model.get("pool") in ("max", "blur"):  # blur is MaxBlurPool: a max, then a blur
         print(
-            "max pooling is itself a nonlinearity: use model.pool=avg or stride to see a purely linear stack collapse."
+            f"{base.model.pool} pooling takes a max, itself a nonlinearity: use model.pool=avg or stride to see a "
+            f"purely linear stack collapse."
         )
 
 

@@ -49,13 +49,26 @@ def dense_equivalent(conv: LayerCount, height: int, width: int, channels: int) -
 
 def _main() -> None:
     """Print the layer comparison for the given input size, then the CIFAR-10 model totals."""
-    p = parser("cnnlab-params", __doc__)
+    p = parser("cnnlab-params", __doc__, ckpt=False, out=False)
     p.add_argument("--size", type=positive_int, default=224, help="input height = width (default 224)")
     p.add_argument("--channels", type=positive_int, default=3)
     p.add_argument("--units", type=positive_int, default=1000, help="outputs of the dense layer (default 1000)")
     p.add_argument("--kernel", type=positive_int, default=3)
     p.add_argument("--out-channels", type=positive_int, default=64)
     args = p.parse_args()
+    cfg = compose_checked(args.overrides)  # the command line first: bad input is refused before any table prints
+    datamodule = instantiate(cfg.data)  # its declared shape only
+    channels, height, width = datamodule.input_shape
+    chosen = [o for o in args.overrides if o.startswith("model=")]
+    others = [o for o in args.overrides if not o.startswith("model=")]
+    data = [o for o in others if o.startswith(("data=", "data."))]
+    totals = [
+        (label, count_parameters(build_net(compose_checked(overrides))))
+        for label, overrides in (
+            ("model=mlp", ["model=mlp", *data]),
+            (" ".join(chosen + [o for o in others if o.startswith("model.")]) or "model=cnn", args.overrides),
+        )
+    ]
     conv = conv_layer(args.size, args.size, args.channels, args.out_channels, args.kernel)
     rows = [
         dense_layer(args.size, args.size, args.channels, args.units),
@@ -68,24 +81,14 @@ def _main() -> None:
     for row in rows:
         table.add_row(row.name, f"{row.weights:,}", f"{row.biases:,}", f"{row.total:,}", f"{row.outputs:,}")
     console().print(table)
-    cfg = compose_checked(args.overrides)
-    datamodule = instantiate(cfg.data)  # its declared shape only
-    channels, height, width = datamodule.input_shape
     models = Table(
         title=f"Whole models on {datamodule.name} ({height}×{width}×{channels}, {datamodule.num_classes} classes)",
         title_justify="left",
     )
     models.add_column("model")
     models.add_column("parameters", justify="right")
-    chosen = [o for o in args.overrides if o.startswith("model=")]
-    others = [o for o in args.overrides if not o.startswith("model=")]
-    data = [o for o in others if o.startswith(("data=", "data."))]
-    for label, overrides in (
-        ("model=mlp", ["model=mlp", *data]),
-        (" ".join(chosen + [o for o in others if o.startswith("model.")]) or "model=cnn", args.overrides),
-    ):
-        net = build_net(compose_checked(overrides))
-        models.add_row(label, f"{count_parameters(net):,}")
+    for label, count in totals:
+        models.add_row(label, f"{count:,}")
     console().print(models)
 
 

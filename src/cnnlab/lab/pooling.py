@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from rich.table import Table
 
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import output_dir, parser
+from cnnlab.lab.tools import figure_path, output_dir, parser
 from cnnlab.runs import console, console_script
 
 
@@ -53,7 +53,8 @@ EDGES = {"sharp": (1.0,), "blurred": (0.5, 1.0, 0.5)}
 
 def _main() -> None:
     """Table of peak, spread and displacement for edges at every column; a figure of one example."""
-    args = parser("cnnlab-pooling", __doc__).parse_args()
+    args = parser("cnnlab-pooling", __doc__, overrides=False, ckpt=False).parse_args()
+    out = output_dir("pooling", args.out)
     table = Table(
         title="2×2 pooling of a vertical edge response on an 8×8 map, averaged over its 8 positions",
         title_justify="left",
@@ -85,7 +86,7 @@ def _main() -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    print("figure:", save_figure(fig, output_dir("pooling", args.out) / "pooling.png"))
+    print("figure:", save_figure(fig, figure_path(out, "pooling.png")))
 
 
 main = console_script(_main)

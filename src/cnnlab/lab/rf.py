@@ -8,7 +8,7 @@ import torch
 from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import input_shape, load_model, output_dir, parser, require_backbone
+from cnnlab.lab.tools import figure_path, input_shape, load_model, output_dir, parser, require_backbone
 from cnnlab.models.receptive_field import (
     LayerRF,
     empirical_receptive_field,
@@ -52,9 +52,10 @@ def _main() -> None:
     """Print the per-layer table; save empirical receptive-field maps for fresh and trained weights."""
     args = parser("cnnlab-rf", __doc__).parse_args()
     cfg = compose_checked(args.overrides)
+    out = output_dir("rf", args.out)
     trained = None
     if args.ckpt:  # the checkpoint's own architecture, fresh and trained
-        trained, cfg, _ = load_model(cfg, args.ckpt)
+        trained, cfg, _ = load_model(cfg, args.ckpt, args.overrides)
         trained = require_backbone(trained, "cnnlab-rf")
     fresh = require_backbone(load_model(cfg, None)[0], "cnnlab-rf")
     shape = input_shape(cfg)
@@ -69,12 +70,12 @@ def _main() -> None:
     if analysis.final is None:
         print("The features pool the image globally: every output unit sees the whole image.")
         return
-    out = output_dir("rf", args.out)
     final = analysis.final
     models = [("fresh", fresh)] + ([("trained", trained)] if trained is not None else [])
     for label, net in models:
         grad = input_gradient(net.features, shape)
-        rf_figure(grad, final, f"{label}: |d centre unit / d input|, box = analytic RF", out / f"rf_{label}.png")
+        title = f"{label}: |d centre unit / d input|, box = analytic RF"
+        rf_figure(grad, final, title, figure_path(out, f"rf_{label}.png"))
         print(describe(grad, final.size, label))
     covers = f"The {final.size}×{final.size} field covers the {shape[1]}×{shape[2]} image."
     print(too_small_warning(features, shape) or covers)

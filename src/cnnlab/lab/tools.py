@@ -9,22 +9,28 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import CnnlabError
 from cnnlab.models import Backbone
 from cnnlab.runs import check_report_dir
-from cnnlab.training.checkpoints import load_classifier
+from cnnlab.training.checkpoints import load_classifier, saved_config, with_overridden_groups
 
 
-def parser(tool: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every lab tool shares."""
-    p = argparse.ArgumentParser(prog=tool, description=description)
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.depth=4 model.pool=avg")
-    p.add_argument("--ckpt", type=Path, help="a checkpoint: its model and trained weights are used")
-    short = tool.removeprefix("cnnlab-")  # output_dir's folder name
-    p.add_argument("--out", type=Path, help=f"folder for figures (default outputs/lab/{short}/<time>)")
+def parser(
+    tool: str, description: str, overrides: bool = True, ckpt: bool = True, out: bool = True
+) -> argparse.ArgumentParser:
+    """An argument parser with the options the lab tools share (Hydra overrides, --ckpt, --out), those the tool
+    uses only: a tool must not accept an option it would ignore."""
+    p = argparse.ArgumentParser(prog=tool, description=description, allow_abbrev=False)  # --out ≠ --out-channels
+    if overrides:
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.depth=4 model.pool=avg")
+    if ckpt:
+        p.add_argument("--ckpt", type=Path, help="a checkpoint: its model and trained weights are used")
+    if out:
+        short = tool.removeprefix("cnnlab-")  # output_dir's folder name
+        p.add_argument("--out", type=Path, help=f"folder for figures (default outputs/lab/{short}/<time>)")
     return p
 
 
@@ -40,11 +46,17 @@ def positive_int(text: str) -> int:
 
 
 def output_dir(tool: str, out: Path | None) -> Path:
-    """The folder the tool writes into, created (or one clear error if it cannot be)."""
+    """The folder the tool will write into, checked before any work (one clear error if it cannot be written); it is
+    made when the first figure is saved (`figure_path`), so a tool that fails leaves no empty folder."""
     path = out or Path("outputs/lab") / tool / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     check_report_dir(path, "--out", "pass --out <a writable folder that is not a run directory>.")
-    path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def figure_path(folder: Path, name: str) -> Path:
+    """`folder`/`name`, with the folder made."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def build_net(cfg: DictConfig) -> Backbone:
@@ -78,10 +90,13 @@ def require_backbone(net: torch.nn.Module, tool: str) -> Backbone:
     return net
 
 
-def load_model(cfg: DictConfig, ckpt: Path | None) -> tuple[Backbone, DictConfig, str]:
-    """The backbone from the config (fresh, seeded) or from a checkpoint (its config and trained weights)."""
+def load_model(cfg: DictConfig, ckpt: Path | None, overrides: list[str] = ()) -> tuple[Backbone, DictConfig, str]:
+    """The backbone from the config (fresh, seeded) or from a checkpoint (its config and trained weights; the command
+    line's data overrides apply, and model overrides must match the checkpoint's model, as in cnnlab-eval)."""
     if ckpt is None:
         torch.manual_seed(cfg.seed)
         return build_net(cfg), cfg, "fresh"
+    saved = saved_config(ckpt)
+    run_cfg = with_overridden_groups(saved, cfg, list(overrides), ckpt)
     module = load_classifier(ckpt)
-    return module.net, OmegaConf.create(module.config), "trained"
+    return module.net, run_cfg, "trained"

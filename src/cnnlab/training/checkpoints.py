@@ -99,6 +99,30 @@ def load_classifier(path: str | Path, config: dict[str, Any] | None = None) -> I
     return module.eval()
 
 
+def with_overridden_groups(
+    saved: dict[str, Any], cfg: DictConfig, overrides: list[str], path: str | Path
+) -> DictConfig:
+    """A checkpoint's run config with the command line's say on its groups: model overrides must describe the
+    checkpoint's own model (refused otherwise); data=<name> swaps the data group, data.<key>=... changes that key of
+    the run's own data (not of the default dataset's)."""
+    merged = OmegaConf.create(saved)
+    if any(o.lstrip("+~").startswith("model") for o in overrides):
+        check_model_matches(saved, OmegaConf.to_container(cfg.model, resolve=True), path)
+        merged.model = cfg.model
+    keys = [k for o in overrides if (k := o.lstrip("+~").split("=", 1)[0]) == "data" or k.startswith("data.")]
+    if "data" in keys:  # another dataset (data=tiny): the group as composed
+        merged.data = cfg.data
+        return merged
+    for key in keys:
+        if key.split(".")[1] not in merged.data:
+            raise CnnlabError(
+                f"{key} is not a key of the run's data ({merged.data.get('_target_')}). Fix: drop it, or "
+                f"choose the data with data=<name> and give its keys after that."
+            )
+        OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+    return merged
+
+
 def check_model_matches(saved: dict[str, Any], model_cfg: dict[str, Any], path: str | Path) -> None:
     """Raise if the checkpoint was trained with a different model config than `model_cfg`."""
     before = saved["model"]
