@@ -137,6 +137,13 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("sweep into a finished run", "train", ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/good"]),
         ("sweep inside a finished run", "train", ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/good/sweep"]),
         ("run dir inside a finished run", "train", TINY + [f"hydra.run.dir={tmp}/good/checkpoints/new"]),
+        ("sweep into a used sweep dir", "train", ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/sweep"]),
+        ("run dir is a dangling link", "train", TINY + [f"hydra.run.dir={tmp}/dangling"]),
+        ("a new run in the current folder (it holds runs)", "train", TINY + [f"hydra.run.dir={tmp}"]),
+        ("resume in a multirun", "train", ["-m", *TINY, f"resume={tmp}/good"]),
+        ("start from a checkpoint with no epoch left", "train", TINY + [f"ckpt_path={tmp}/good/checkpoints/last.ckpt"]),
+        ("eval: a run folder as the checkpoint", "eval", [f"ckpt_path={tmp}/good"]),
+        ("eval: weights that do not fit the config", "eval", [f"ckpt_path={tmp}/damaged.ckpt"]),
     ]
 
 
@@ -154,6 +161,13 @@ def main() -> None:
             [str(BIN / "cnnlab-train"), *TINY, f"hydra.run.dir={tmp}/good"], cwd=tmp, check=True, capture_output=True
         )
         (tmp / "a_file").write_text("not a folder")
+        (tmp / "sweep" / "0" / ".hydra").mkdir(parents=True)  # an earlier sweep's first job
+        (tmp / "dangling").symlink_to(tmp / "nowhere")
+        import torch
+
+        checkpoint = torch.load(tmp / "good/checkpoints/best.ckpt", weights_only=False)
+        checkpoint["state_dict"].popitem()  # one weight gone
+        torch.save(checkpoint, tmp / "damaged.ckpt")
         for i, (what, command, args) in enumerate(cases(tmp)):
             run_dir = tmp / f"run{i}"
             given = ("hydra.run.dir=", "hydra.sweep.dir=", "resume=")  # resume= picks the run dir
@@ -227,7 +241,11 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   epoch, at an epoch boundary, inside the last) and resumed ends with bit-identical weights and the same
   metrics as an uninterrupted one. `ckpt_path=last` with `hydra.run.dir=<run dir>` does the same. A resume of
   a completed run, with another model config, or with another `trainer.max_epochs`/`max_steps` under a
-  schedule laid out over the run's length, is refused before anything is written. So are a debug pass
+  schedule laid out over the run's length, is refused before anything is written. So is a resume with another
+  seed, data, augmentation, optimiser, schedule or label smoothing than the checkpoint's (only where and how the
+  data is read may change: `data_dir`, `num_workers`, ...), from a `last.ckpt` whose weights do not fit its model,
+  of a run whose `last.ckpt` is gone though an epoch finished (restarting would discard it), of an evaluation's
+  folder, and a start from a checkpoint with no epoch left to train; `resume=` under `-m` is refused too. So are a debug pass
   (`debug=fdr|limit|overfit|profiler`) aimed at a run with `resume=` (a few batches must never mark a run
   `completed`), and the resume of a run trained with `callbacks=none`, which saved no checkpoint (restarting it
   would silently discard the epochs it finished).
@@ -256,6 +274,20 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   get their ranges checked like the config's own keys (`accumulate_grad_batches` and `check_val_every_n_epoch`
   >= 1, `gradient_clip_val` >= 0). `cnnlab-eval` checks the device, the precision, `threads` and the trainer the
   same way before its directory opens.
+- Output folders: a sweep dir that already holds a sweep (its jobs would be refused one by one), a dangling link,
+  the current folder, and a folder that holds runs below it (`hydra.run.dir=outputs`) are refused for a new run or
+  sweep, in one line, before anything is written. A Ctrl+C in a sweep whose jobs run in this process (Hydra's
+  basic launcher) stops the sweep, exit 130, after the job it landed in records `interrupted`; under joblib or
+  submitit a signal is that job's own, and the sweep goes on.
+- `cnnlab-eval`: `data.<key>=...` changes that key of the run's own data (`data=<name>` picks other data); the
+  run's training augmentation is not checked against other data (a test set is never augmented); the checkpoint's
+  weights are loaded into its model before the eval's folder opens, so a damaged file is one line.
+- `cnnlab-compare`: a record holding NaN or an infinity, or a damaged `overrides.yaml`, is an `unreadable` row and
+  does not make every key "swept"; job folders linked in are followed, a job given twice counts once; the report
+  is made in a hidden folder and renamed into place, so a failed or stopped report leaves the earlier one whole.
+  Records store NaN and infinities as `null` (bare `NaN` is not JSON).
+- Lab tools take only the options they use, check them and `--out` before printing anything, and with `--ckpt`
+  refuse a model override that differs from the checkpoint's model (data overrides apply, as in `cnnlab-eval`).
 - Optuna: `hydra.sweeper.n_trials=0` and a storage URL Optuna cannot open each end in one line, exit 2.
 - Hydra's syntax: `-m` after the overrides gets the command reordered; a value with a non-ASCII letter (or a
   character the override grammar reserves) gets its quoted form, `'key="value"'`.

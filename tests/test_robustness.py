@@ -387,7 +387,7 @@ def test_starting_from_a_checkpoint_with_no_epoch_left_to_train_is_refused(tmp_p
     # it recorded a 'completed' run that never trained, tested with the other run's best.ckpt
     train(tmp_path / "done", "trainer.max_epochs=1")
     log = refused(tmp_path / "new", caplog, "trainer.max_epochs=1", f"ckpt_path={tmp_path}/done/checkpoints/last.ckpt")
-    assert "holds 1 finished epochs, and trainer.max_epochs=1: there is nothing left to train" in log
+    assert "holds 1 finished epoch, and trainer.max_epochs=1: there is nothing left to train" in log
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
 
 

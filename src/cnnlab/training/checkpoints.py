@@ -196,7 +196,8 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, debug: str | None = None) 
     done = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     if done.get("processed", 0) >= cfg.trainer.max_epochs:
         raise CnnlabError(
-            f"{ckpt} holds {done['processed']} finished epochs, and trainer.max_epochs={cfg.trainer.max_epochs}: "
+            f"{ckpt} holds {done['processed']} finished epoch{'s' * (done['processed'] != 1)}, and "
+            f"trainer.max_epochs={cfg.trainer.max_epochs}: "
             f"there is nothing left to train (the run would record another run's test as its own). Fix: evaluate "
             f"it with cnnlab-eval ckpt_path={ckpt}, or train longer in a new run (a larger trainer.max_epochs with "
             f"schedule=none)."
