@@ -245,10 +245,10 @@ overwritten: the error names the file and the fix. A sweep job with bad input re
   seed, data, augmentation, optimiser, schedule or label smoothing than the checkpoint's (only where and how the
   data is read may change: `data_dir`, `num_workers`, ...), from a `last.ckpt` whose weights do not fit its model,
   of a run whose `last.ckpt` is gone though an epoch finished (restarting would discard it), of an evaluation's
-  folder, and a start from a checkpoint with no epoch left to train; `resume=` under `-m` is refused too. So are a debug pass
-  (`debug=fdr|limit|overfit|profiler`) aimed at a run with `resume=` (a few batches must never mark a run
-  `completed`), and the resume of a run trained with `callbacks=none`, which saved no checkpoint (restarting it
-  would silently discard the epochs it finished).
+  folder, and a start from a checkpoint with no epoch left to train; `resume=` under `-m` is refused too.
+  So are a debug pass (`debug=fdr|limit|overfit|profiler`) aimed at a run with `resume=` (a few batches must
+  never mark a run `completed`), and the resume of a run trained with `callbacks=none`, which saved no checkpoint
+  (restarting it would silently discard the epochs it finished).
 - A NaN or infinite loss stops the run naming the step and suggesting causes (learning rate, precision)
   before any checkpoint stores the broken weights; `last.ckpt` is the last good one and `metrics.json`
   says `failed`.
