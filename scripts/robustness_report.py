@@ -211,7 +211,9 @@ FOOTER = """
 Every value is checked against the type of its default, its range, and the keys the config has, and the data
 is read, before any file is written (`cnnlab.config.validate`, then each command's check;
 `tests/test_validation.py` gives every leaf key a wrong-typed value). Damaged data files are never deleted or
-overwritten: the error names the file and the fix. A sweep job with bad input records its error in its own new
+overwritten: the error names the file and the fix. In a multirun every swept value's type, range and key are
+checked before the first job starts (`-m seed=0,abc` is one line, exit 2, nothing written); what needs the model
+or the data (a depth the image cannot take) is each job's check: that job records its error in its own new
 `metrics.json` and the sweep goes on.
 
 ## Interruption, resume and faults (tested in `tests/test_robustness.py`)

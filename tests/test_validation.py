@@ -406,3 +406,19 @@ def test_a_new_run_in_the_current_folder_or_in_a_folder_holding_runs_is_refused(
         err = refused_line(train, ["data=tiny", f"hydra.run.dir={run_dir}"], monkeypatch, capsys)
         assert err.startswith(f"error: output directory {tmp_path} is the current folder: a run needs a folder of its")
     assert {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_bad_value_in_a_sweep_is_refused_before_its_first_job_runs(tmp_path, monkeypatch, capsys):
+    # seed=0,abc ran job 0, then recorded job 1 as failed (exit 1)
+    from cnnlab.cli import train
+    from conftest import refused_line
+
+    monkeypatch.chdir(tmp_path)
+    for swept, message in [
+        ("seed=0,abc", "seed='abc' has the wrong type: it must be an integer"),
+        ("optim.lr=0.1,-1", "optim.lr=-1 is out of range: it must be a number > 0"),
+        ("data.batch_size=range(64,-1,-32)", "data.batch_size=0 is out of range: it must be an integer >= 1"),
+    ]:
+        err = refused_line(train, ["-m", "data=tiny", swept, f"hydra.sweep.dir={tmp_path}/sweep"], monkeypatch, capsys)
+        assert message in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -540,6 +540,30 @@ def _sweep_dir(argv: list[str], config_name: str) -> Path | None:
         return None
 
 
+def check_swept_values(overrides: list[str], config_name: str) -> None:
+    """Check the type, range and key of each value a multirun sweeps (`seed=0,abc`, `optim.lr=0.1,-1`), with the
+    other overrides, before the first job starts: a bad one used to fail only its own job, after the jobs before it
+    had run. What needs the model or the data (a depth the image cannot take) is each job's check, which the job's
+    record keeps; values a search draws (Optuna's intervals) are left to the jobs too."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return  # Hydra reports its own syntax errors
+    base = [o.input_line for o in parsed if not o.is_sweep_override()]
+    for override in parsed:
+        if not override.is_sweep_override() or override.key_or_group.startswith("hydra"):
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except HydraException:  # an interval: drawn by a search
+            continue
+        for value in values:
+            config.compose_checked([*base, f"{override.get_key_element()}={value}"])
+
+
 def _drop_tips(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("💡 Tip")
 
@@ -663,6 +687,7 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
                         f"{resume} in a multirun: a resume continues one run in its own folder, not a sweep's job. "
                         f"Fix: resume each run on its own, without -m (cnnlab-train {resume} ...)."
                     )
+                check_swept_values([a for a in sys.argv[1:] if a not in ("-m", "--multirun")], composes)
             main()
         except KeyboardInterrupt:
             if _OUTPUT is not None:  # stopped before the run wrote anything: no empty folder stays behind
