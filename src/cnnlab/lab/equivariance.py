@@ -125,6 +125,12 @@ def _main() -> None:
         )
     images = validation_images(run_cfg)  # the checkpoint's config, or the command line's
     width = images.shape[-1]
+    side = min(images.shape[-2:])
+    if args.consistency_shift >= side:  # checked here, before the per-layer work, as the shifts are
+        raise CnnlabError(
+            f"--consistency-shift {args.consistency_shift}: the shift must be 1..{side - 1} px on these images "
+            f"(shortest side {side} px). Fix: e.g. --consistency-shift 4 (or 0 to skip it)."
+        )
     bad = [k for k in args.shifts if not 0 < k < width]
     if bad:
         raise CnnlabError(
