@@ -126,5 +126,6 @@ def test_equivariance_tool_measures_consistency_on_the_whole_test_split(tmp_path
     monkeypatch.setattr("sys.argv", ["cnnlab-equivariance", "data=tiny", "--consistency-shift", "32"])
     with pytest.raises(SystemExit) as refused:
         equivariance.main()
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert refused.value.code == 2 and err.count("\n") == 1 and "the shift must be 1..31 px" in err
+    assert out == ""  # refused before the per-layer table
