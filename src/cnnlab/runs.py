@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
 from cnnlab import config
+from cnnlab.crash_watch import CrashWatch
 from cnnlab.errors import CnnlabError, ConfigError, RunInterrupted, user_error
 
 log = logging.getLogger("cnnlab")
@@ -349,13 +351,31 @@ def _run_job(
         else:
             remove_created(run_dir)  # the empty folders Hydra made for this refused run
         return _end(multirun, EXIT_BAD_INPUT, str(cause))
+    global _WATCH
+    if rank() == 0:  # a process that dies without a record (SIGSEGV in native code, the OOM killer) still gets one
+        _WATCH = CrashWatch(run_dir, record, Path(log_file.baseFilename) if log_file is not None else None)
+    if log_file is not None:  # a fatal signal's Python stack goes into the job's log, where the watcher reads it
+        faulthandler.enable(file=log_file.stream, all_threads=True)
     try:
         with _stopping_signals_interrupt(run_dir):
             return _run_checked(run_dir, multirun, record, start, lambda: job(cfg, run_dir, checked))
     finally:
+        if _WATCH is not None:
+            _WATCH.done()
+            _WATCH = None
         if log_file is not None:  # in-process callers (tests, notebooks) run several jobs in one process
+            faulthandler.enable(file=sys.stderr, all_threads=True)
             logging.getLogger().removeHandler(log_file)
             log_file.close()
+
+
+_WATCH: CrashWatch | None = None  # the running job's crash watch (rank zero), told each finished epoch
+
+
+def note_epochs_done(epochs: int) -> None:
+    """Tell the running job's crash watch how many epochs have finished (what its record says after a crash)."""
+    if _WATCH is not None:
+        _WATCH.epochs_done(epochs)
 
 
 # Signals that stop a run. Inside the training loop GracefulInterrupt (cnnlab.training.callbacks) takes them over;

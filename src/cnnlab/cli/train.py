@@ -22,7 +22,14 @@ from cnnlab.models.receptive_field import final_receptive_field, too_small_warni
 from cnnlab.models.summary import summary_table
 from cnnlab.training import callbacks as cb
 from cnnlab.training.checkpoints import resume_checkpoint
-from cnnlab.training.hardware import check_device, check_threads, resolve_run_settings, threads_for_job
+from cnnlab.training.hardware import (
+    check_device,
+    check_threads,
+    nhwc_hazards,
+    resolve_channels_last,
+    resolve_run_settings,
+    threads_for_job,
+)
 from cnnlab.training.module import ImageClassifier
 from cnnlab.training.trainer import build_trainer, check_loggers, check_trainer, run_config
 
@@ -35,15 +42,16 @@ class Checked(NamedTuple):
 
     datamodule: ImageDataModule
     resume_from: Path | None
+    nhwc_hazards: list[str]  # the model's convolutions that oneDNN gets wrong in NHWC (hardware.nhwc_hazards)
 
 
 def train(cfg: DictConfig, run_dir: Path, checked: Checked) -> dict[str, Any]:
     """Fit and test one configuration; return the numbers that go into metrics.json."""
     if threads := threads_for_job(cfg.threads, HydraConfig.get()):  # after validation: threads >= 1
         torch.set_num_threads(threads)
-    settings = resolve_run_settings(cfg)  # precision/channels_last `auto` → this machine's choice, into cfg
+    datamodule, resume_from, hazards = checked
+    settings = resolve_run_settings(cfg, hazards)  # precision/channels_last `auto` → this machine's choice, into cfg
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, resume_from = checked
     module = ImageClassifier(run_config(cfg))
     shape = datamodule.input_shape
     backbone = module.net if isinstance(module.net, Backbone) else None  # any nn.Module trains; tables need features
@@ -52,7 +60,7 @@ def train(cfg: DictConfig, run_dir: Path, checked: Checked) -> dict[str, Any]:
     if cfg.compile:
         module.net.compile()  # in place: checkpoints keep their plain parameter names
     meter = cb.ThroughputMeter()
-    trainer = build_trainer(cfg, run_dir, [meter, cb.ReseedEachEpoch(cfg.seed)])
+    trainer = build_trainer(cfg, run_dir, [meter, cb.ReseedEachEpoch(cfg.seed), cb.ReportEpochs()])
     if trainer.is_global_zero:
         if backbone is not None:
             runs.console().print(summary_table(backbone, shape))
@@ -111,7 +119,10 @@ def check(cfg: DictConfig, run_dir: Path) -> Checked:
     check_loggers(cfg.logger)
     check_trainer(cfg)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
-    check_fits(instantiate(cfg.model), datamodule)
+    net = instantiate(cfg.model)
+    check_fits(net, datamodule)
+    hazards = nhwc_hazards(net)
+    resolve_channels_last(cfg.get("channels_last", "auto"), cfg.trainer.get("accelerator", "auto"), hazards)
     if cfg.consistency_shift is not None and cfg.consistency_shift >= min(
         datamodule.image_size
     ):  # reflect padding needs a wider image than the shift
@@ -124,7 +135,7 @@ def check(cfg: DictConfig, run_dir: Path) -> Checked:
     datamodule.prepare_data()  # last: reading the data is the slow part
     datamodule.setup("fit")
     check_batches(cfg.trainer, datamodule)
-    return Checked(datamodule, resume_from)
+    return Checked(datamodule, resume_from, hazards)
 
 
 def check_batches(trainer_cfg: DictConfig, datamodule: ImageDataModule) -> None:

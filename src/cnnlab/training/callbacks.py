@@ -1,5 +1,5 @@
-"""Callbacks: the run's guards (throughput, reseeding, interruption, non-finite loss) and recipe steps
-(whitening from data, lookahead) that an experiment names in its config."""
+"""Callbacks: the run's guards (throughput, reseeding, epochs to the crash watch, interruption, non-finite loss) and
+recipe steps (whitening from data, lookahead) that an experiment names in its config."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from cnnlab import runs
 from cnnlab.errors import CnnlabError, RunInterrupted
 
 
@@ -42,6 +43,14 @@ class ThroughputMeter(L.Callback):
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0
+
+
+class ReportEpochs(L.Callback):
+    """Tell the job's crash watch (cnnlab.runs) each finished epoch: a record written after the process died says
+    how far the run got."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        runs.note_epochs_done(trainer.current_epoch + 1)
 
 
 class ReseedEachEpoch(L.Callback):

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import runs
 from cnnlab.errors import CnnlabError
+from cnnlab.training.hardware import nhwc_hazards
 from cnnlab.training.module import ImageClassifier
 
 log = logging.getLogger("cnnlab")
@@ -96,6 +97,9 @@ def load_classifier(path: str | Path, config: dict[str, Any] | None = None) -> I
             f"({' '.join(str(e).split())[:300]}). Fix: pass a .ckpt written by cnnlab-train, unchanged."
         ) from None
     module.curves = {k: list(v) for k, v in checkpoint.get("curves", {}).items()}
+    if module.channels_last and nhwc_hazards(module.net):  # trained on a GPU: NHWC is unsafe on this CPU (#29)
+        module.channels_last = False
+        module.net.to(memory_format=torch.contiguous_format)
     return module.eval()
 
 
@@ -173,13 +177,13 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, debug: str | None = None) 
                 f"evaluation again (cnnlab-eval ckpt_path=... in a new folder)."
             )
         kept = sorted(p.name for p in (target / "checkpoints").glob("*.ckpt") if p.name != "interrupted.ckpt")
-        if previous is not None and previous.get("status") in ("interrupted", "failed") and kept:
+        if previous is not None and previous.get("status") in ("interrupted", "failed", "crashed") and kept:
             raise CnnlabError(
                 f"checkpoint to resume from does not exist: {ckpt}, but {target} finished at least one epoch "
                 f"({', '.join(kept)} in its checkpoints/): restarting it would discard those epochs. Fix: put its "
                 f"last.ckpt back, or start a new run."
             )
-        if previous is not None and previous.get("status") in ("interrupted", "failed"):
+        if previous is not None and previous.get("status") in ("interrupted", "failed", "crashed"):
             log.warning(
                 "%s stopped before its first epoch ended (no %s): it restarts from the beginning.", target, ckpt
             )

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 from cnnlab.errors import ConfigError
 
@@ -142,39 +143,74 @@ def resolve_precision(value: Any, accelerator: str) -> str:
     return "32-true"  # CPUs without bf16 units emulate it (slower than fp32); MPS: not measured, stay safe
 
 
-def resolve_channels_last(value: Any, accelerator: str) -> bool:
-    """`auto` → NHWC memory layout on CUDA GPUs and x86 CPUs with oneDNN, where convolutions run faster in it."""
+# oneDNN issue #6035 (open; torch 2.14.1 ships the affected oneDNN): the backward-weights pass of a 1×1 convolution
+# with stride > 1 in NHWC, whose input channels are not a multiple of the kernel's block (8 with AVX2, 16 with
+# AVX-512), writes past its workspace. Measured with cnnlab's ResNet at width 4 (its 4→8 channel stride-2 shortcut):
+# on an AMD EPYC with AVX2 only, weight gradients off by 160% with 2 threads, or a hang, and SIGSEGV with 1 thread; on
+# an AMD EPYC with AVX-512, SIGSEGV (issue #29). Batch 1, stride 1, NCHW, 3×3 kernels and a multiple of 16 channels
+# were all exact. scripts/onednn_nhwc_probe.py repeats the measurement.
+NHWC_SAFE_CHANNELS = 16
+
+
+def nhwc_hazards(net: nn.Module) -> list[str]:
+    """The convolutions of `net` that oneDNN computes wrong (or crashes on) in NHWC on x86 CPUs, as 'name (c→c',
+    1×1 stride s)': 1×1 kernels with a stride above 1 whose input channels per group are not a multiple of 16."""
+    return [
+        f"{name} ({m.in_channels}→{m.out_channels}, 1×1 stride {max(m.stride)})"
+        for name, m in net.named_modules()
+        if isinstance(m, nn.Conv2d)
+        and m.kernel_size == (1, 1)
+        and max(m.stride) > 1
+        and m.groups < m.in_channels  # depthwise convs have their own kernel
+        and (m.in_channels // m.groups) % NHWC_SAFE_CHANNELS
+    ]
+
+
+def resolve_channels_last(value: Any, accelerator: str, hazards: list[str] = ()) -> bool:
+    """`auto` → NHWC memory layout on CUDA GPUs and x86 CPUs with oneDNN, where convolutions run faster in it, except
+    on such a CPU for a model with `nhwc_hazards` (NCHW then); `true` for such a model on such a CPU is refused."""
+    if value != "auto" and not isinstance(value, bool):
+        raise ConfigError(
+            f"channels_last={value!r} is not a valid choice. Valid: auto, true, false. Fix: channels_last=auto."
+        )
+    kind = device_kind(accelerator)
+    onednn_cpu = kind == "cpu" and cpu_is_x86_with_onednn()
+    if value is True and onednn_cpu and hazards:
+        raise ConfigError(
+            f"channels_last=true: on this CPU oneDNN computes the weight gradients of {hazards[0]} wrong in NHWC, "
+            f"or crashes (oneDNN issue #6035: 1×1 convs of stride > 1 whose input channels are not a multiple of "
+            f"{NHWC_SAFE_CHANNELS}). Valid here: auto, false. Fix: channels_last=auto (NCHW for this model), or "
+            f"widths that are multiples of {NHWC_SAFE_CHANNELS}."
+        )
     if value == "auto":
-        kind = device_kind(accelerator)
-        return kind == "cuda" or (kind == "cpu" and cpu_is_x86_with_onednn())
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(
-        f"channels_last={value!r} is not a valid choice. Valid: auto, true, false. Fix: channels_last=auto."
-    )
+        return kind == "cuda" or (onednn_cpu and not hazards)
+    return value
 
 
-def resolve_run_settings(cfg: DictConfig) -> dict[str, Any]:
+def resolve_run_settings(cfg: DictConfig, hazards: list[str] = ()) -> dict[str, Any]:
     """Write the chosen precision and channels_last into `cfg` (so checkpoints store them), log them, and
-    return them with the torch thread count for metrics.json."""
+    return them with the torch thread count for metrics.json. `hazards`: the model's `nhwc_hazards`."""
     accelerator = cfg.trainer.get("accelerator", "auto")
     asked = {"precision": cfg.trainer.get("precision", "auto"), "channels_last": cfg.get("channels_last", "auto")}
     chosen = {
         "precision": resolve_precision(asked["precision"], accelerator),
-        "channels_last": resolve_channels_last(asked["channels_last"], accelerator),
+        "channels_last": resolve_channels_last(asked["channels_last"], accelerator, hazards),
     }
     with open_dict(cfg):
         cfg.trainer.precision = chosen["precision"]
         cfg.channels_last = chosen["channels_last"]
     kind = device_kind(accelerator)
     where = kind if kind != "cpu" else f"cpu ({', '.join(sorted(cpu_flags())) or 'no avx2/avx512'})"
+    layout = " (auto)" if asked["channels_last"] == "auto" else ""
+    if layout and hazards and kind == "cpu" and cpu_is_x86_with_onednn():
+        layout = f" (auto: NCHW, since oneDNN gets {hazards[0]} wrong in NHWC on this CPU)"
     log.info(
         "device %s: precision=%s%s, channels_last=%s%s, %d torch threads",
         where,
         chosen["precision"],
         " (auto)" if asked["precision"] == "auto" else "",
         str(chosen["channels_last"]).lower(),
-        " (auto)" if asked["channels_last"] == "auto" else "",
+        layout,
         torch.get_num_threads(),
     )
     return {**chosen, "threads": torch.get_num_threads()}
