@@ -57,19 +57,16 @@ class CrashWatch:
             self._process.kill()
 
 
-def _last_words(log_file: str) -> str | None:
-    """What the dying process last wrote to its log: a fatal signal faulthandler reported, else the last line."""
+def _fatal_error(log_file: str) -> str | None:
+    """The fatal signal faulthandler wrote into the dying process's log ('Segmentation fault', 'Aborted'), if any."""
     try:
         with open(log_file, "rb") as f:
-            f.seek(max(0, os.path.getsize(log_file) - 20_000))
+            f.seek(max(0, os.path.getsize(log_file) - 50_000))
             tail = f.read().decode(errors="replace")
     except OSError:
         return None
     fatal = re.findall(r"Fatal Python error: ([^\n]+)", tail)
-    if fatal:
-        return fatal[-1].strip()
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1][:200] if lines else None
+    return fatal[-1].strip() if fatal else None
 
 
 def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
@@ -88,8 +85,11 @@ def crashed_record(run_dir: Path, log_file: str, pid: int, started: dict[str, An
     """The record of a job whose process `pid` died after `epochs` finished epochs."""
     record = dict(started.get("record") or {})
     last = run_dir / "checkpoints" / "last.ckpt"
-    said = _last_words(log_file) if log_file else None
-    how = f"its log's last words: {said}" if said else "killed by a signal (SIGKILL: the OOM killer or kill -9?)"
+    fatal = _fatal_error(log_file) if log_file else None
+    if fatal:
+        how = f"it crashed in native code: {fatal}; the stack is in {log_file}"
+    else:
+        how = "no crash in its log: it was killed by SIGKILL, from the OOM killer or kill -9"
     kept = f"{last} holds the last saved epoch" if last.is_file() else "no checkpoint was saved"
     record.update(
         status="crashed",

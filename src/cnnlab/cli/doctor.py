@@ -4,7 +4,6 @@ code is reported as a line, not the end of the doctor. Exit 0 when every check p
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import re
@@ -16,15 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from cnnlab.config import compose_checked
-from cnnlab.lab.tools import parser
 from cnnlab.runs import console_script
-from cnnlab.training import hardware
-from cnnlab.training.trainer import run_config
 
+# Hydra, Lightning and cnnlab's training code are imported where used: the --probe subprocess needs torch alone.
 STEP_TIMEOUT_S = 120  # a hang in native code (seen: oneDNN spinning on 2 threads) ends the check, not the doctor
 PROBE_TIMEOUT_S = 30
 
@@ -41,6 +35,8 @@ def cpu_model() -> str:
 
 def machine_line() -> str:
     """One line: CPU model, architecture, cores, and the flags that decide cnnlab's CPU speed settings."""
+    from cnnlab.training import hardware
+
     flags = hardware.cpu_flags()
     known = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     missing = [f for f in known if f not in flags]
@@ -49,12 +45,12 @@ def machine_line() -> str:
     return f"CPU: {cpu_model()} ({platform.machine()}), {hardware.available_cores()} cores; flags: {present}{absent}"
 
 
-def _subprocess(args: list[str], timeout: float) -> tuple[dict[str, Any] | None, str]:
-    """Run `python -m cnnlab.cli.doctor <args>`; its last stdout line is JSON. Returns (result, or None, and why)."""
+def _subprocess(function: str, args: list[str], timeout: float) -> tuple[dict[str, Any] | None, str]:
+    """Run this module's `function(args)` in a new Python, which prints its result as JSON. Returns (the result, or
+    None, and why not)."""
+    code = f"import json, sys; from cnnlab.cli.doctor import {function}; print(json.dumps({function}(sys.argv[1:])))"
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "cnnlab.cli.doctor", *args], capture_output=True, text=True, timeout=timeout
-        )
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, f"hung: no answer in {timeout:.0f} s (killed)"
     if done.returncode < 0:
@@ -66,7 +62,7 @@ def _subprocess(args: list[str], timeout: float) -> tuple[dict[str, Any] | None,
     return json.loads(lines[-1]), ""
 
 
-def probe_onednn_bug() -> dict[str, Any]:
+def probe_onednn_bug(_: list[str]) -> dict[str, Any]:
     """oneDNN issue #6035 in plain torch (no cnnlab): a 1×1 stride-2 conv with 4 input channels, backward in NHWC
     against NCHW, one thread (where AVX2 and AVX-512 machines both crashed; two threads hung or gave wrong numbers)."""
     torch.set_num_threads(1)
@@ -103,6 +99,13 @@ def _gradients(config: dict[str, Any], x: torch.Tensor, y: torch.Tensor, channel
 def step(overrides: list[str]) -> dict[str, Any]:
     """One training step of the configured model on 8 random images with `auto`'s choices on this CPU, and, where
     they include channels_last, its fp32 gradients against fp32 NCHW: what the --step subprocess reports."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from cnnlab.config import compose_checked
+    from cnnlab.training import hardware
+    from cnnlab.training.trainer import run_config
+
     cfg = compose_checked(overrides)
     hazards = hardware.nhwc_hazards(instantiate(cfg.model))
     precision = hardware.resolve_precision(cfg.trainer.precision, "cpu")  # the GPU is make gpu-check's
@@ -121,30 +124,28 @@ def step(overrides: list[str]) -> dict[str, Any]:
 
 def _main() -> None:
     """Print the machine, what `auto` picks and why, and check a training step and oneDNN's NHWC bug."""
+    from hydra.utils import instantiate
+
+    from cnnlab.config import compose_checked
+    from cnnlab.lab.tools import parser
+    from cnnlab.training import hardware
+
     p = parser("cnnlab-doctor", __doc__, ckpt=False, out=False)
-    p.add_argument("--step", action="store_true", help=argparse.SUPPRESS)  # the subprocesses' own entries
-    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.probe:
-        print(json.dumps(probe_onednn_bug()))
-        return
-    if args.step:
-        print(json.dumps(step(args.overrides)))
-        return
     cfg = compose_checked(args.overrides)  # bad overrides: one line before any check runs
     import lightning
 
+    hazards = hardware.nhwc_hazards(instantiate(cfg.model))
+    accelerator = cfg.trainer.get("accelerator", "auto")
+    kind = hardware.device_kind(accelerator)
+    precision = hardware.resolve_precision(cfg.trainer.precision, accelerator)
+    channels_last = hardware.resolve_channels_last(cfg.channels_last, accelerator, hazards)  # true refused here
     onednn = re.search(r"MKL-DNN v([\d.]+)", torch.__config__.show())
     print(
         f"torch {torch.__version__} (oneDNN {onednn.group(1) if onednn else 'absent'}), "
         f"lightning {lightning.__version__}, python {platform.python_version()}"
     )
     print(machine_line())
-    hazards = hardware.nhwc_hazards(instantiate(cfg.model))
-    accelerator = cfg.trainer.get("accelerator", "auto")
-    kind = hardware.device_kind(accelerator)
-    precision = hardware.resolve_precision(cfg.trainer.precision, accelerator)
-    channels_last = hardware.resolve_channels_last(cfg.channels_last, accelerator, hazards)  # true refused here
     onednn_cpu = kind == "cpu" and hardware.cpu_is_x86_with_onednn()
     if cfg.trainer.precision != "auto":
         why = "as given"
@@ -160,7 +161,7 @@ def _main() -> None:
         layout = f"auto: {'CUDA' if kind == 'cuda' else 'an x86 CPU with oneDNN' if onednn_cpu else 'no oneDNN NHWC'}"
     print(f"device {kind}: precision={precision} ({why}); channels_last={str(channels_last).lower()} ({layout})")
     failed = False
-    probe, why_not = _subprocess(["--probe"], PROBE_TIMEOUT_S)
+    probe, why_not = _subprocess("probe_onednn_bug", [], PROBE_TIMEOUT_S)
     if probe is None or probe["relative_error"] > 1e-3:
         verdict = why_not or f"wrong weight gradients (relative error {probe['relative_error']:.2g})"
         print(
@@ -169,7 +170,7 @@ def _main() -> None:
         )
     else:
         print("oneDNN #6035 (1×1 stride-2 conv, 4 channels, NHWC backward): exact on this CPU")
-    result, why_not = _subprocess(["--step", *args.overrides], STEP_TIMEOUT_S)
+    result, why_not = _subprocess("step", args.overrides, STEP_TIMEOUT_S)
     if result is None:
         failed = True
         print(f"training step with auto's choices: {why_not}. Fix: run with channels_last=false trainer.precision=32")
