@@ -13,7 +13,8 @@ steps of batch 128 on CIFAR-shaped uint8 data held in memory (real CIFAR-10 when
   (c) ceiling: the bare model step (forward, loss, backward, SGD step) of that CNN in the fastest mode,
       bf16 autocast + channels_last, on a fixed random batch: no data, no augmentation, no schedule.
 
-Reports the median images/s of each over the repeats, a/b and a/c, and the CPU features that decide speed.
+Prints the CPU model and the features that decide speed first, then the median images/s of each over the repeats,
+a/b and a/c.
 """
 
 from __future__ import annotations
@@ -199,6 +200,40 @@ def template_rate(
 
 # ---------------------------------------------------------------------------------------------------------------
 
+FLAG_NAMES = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")  # the x86 features that decide the `auto` settings
+
+
+def cpu_model() -> str:
+    """The CPU's model name: /proc/cpuinfo's "model name" line (Linux), else what the platform module reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def proc_cpu_flags() -> frozenset[str] | None:
+    """The features of FLAG_NAMES that /proc/cpuinfo's "flags" line lists; None where there is no such file."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("flags") and ":" in line:
+                return frozenset(FLAG_NAMES) & set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def cpu_line(flags: frozenset[str] | None) -> str:
+    """One line naming the CPU model and its speed-deciding flags, for the first line of a benchmark's output."""
+    listed = (
+        ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in FLAG_NAMES)
+        if flags is not None
+        else "unknown (this cnnlab predates training/hardware.py and there is no /proc/cpuinfo)"
+    )
+    return f"cpu: {cpu_model()}; flags: {listed}"
+
 
 def load_data(data_dir: str | None) -> tuple[tuple[torch.Tensor, ...], str]:
     """Real CIFAR-10 (train/test arrays) from data_dir or $CNNLAB_CIFAR_DIR when present, else random uint8."""
@@ -243,6 +278,13 @@ def main() -> None:
             f"--warmup {args.warmup} --steps {args.steps}: the one-cycle schedules need at least 8 steps in all "
             f"and at least 1 timed. Fix: e.g. --warmup 3 --steps 15."
         )
+    try:
+        from cnnlab.training.hardware import cpu_flags
+
+        flags = cpu_flags()  # the same detection `auto` uses
+    except ImportError:
+        flags = proc_cpu_flags()
+    print(cpu_line(flags), flush=True)  # the first line: every figure is this CPU's (docs/benchmarks.md, "Which CPU")
     if args.threads:
         torch.set_num_threads(args.threads)
     CLOCK["name"] = args.clock
@@ -281,24 +323,11 @@ def main() -> None:
     med = {name: statistics.median(values) for name, values in rates.items()}
     paired = {k: statistics.median(a / o for a, o in zip(rates["a"], rates[k])) for k in ("b", "c")}
 
-    try:
-        from cnnlab.training.hardware import cpu_flags
-
-        flags = cpu_flags()  # the same detection `auto` uses
-    except ImportError:
-        flags = None
     print(
-        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"\nmachine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}"
     )
-    print(
-        "cpu flags: "
-        + (
-            ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2"))
-            if flags is not None
-            else "unknown (this cnnlab predates training/hardware.py)"
-        )
-    )
+    print(cpu_line(flags))
     print(
         f"data: {source}; batch {BATCH}; {args.steps} timed steps after {args.warmup} warm-up steps; "
         f"median of {args.repeats} alternating repeats after a discarded round; {args.clock} clock"

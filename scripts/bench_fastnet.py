@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench import cpu_line, proc_cpu_flags  # scripts/bench.py: the CPU's model and flags, read from /proc/cpuinfo
 from cnnlab.models.fast import FastNet
 from cnnlab.training.optim import Muon, param_groups
 
@@ -137,6 +138,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(cpu_line(proc_cpu_flags()), flush=True)  # the first line: every figure is this CPU's
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     if args.speedrun:
         speedrun_table(args.repeats)
