@@ -96,13 +96,15 @@ def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the record is as readable as any other file
     try:
         with os.fdopen(fd, "w") as f:
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the record is as readable as any other file
             f.write(json.dumps(_json_safe(record), indent=2, sort_keys=True, default=float, allow_nan=False) + "\n")
         os.replace(tmp, path)
-    except BaseException:  # a full disk: the previous record (if any) stays whole, and no temp file stays
+    except BaseException as e:  # a full disk: the previous record (if any) stays whole, and no temp file stays
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:  # a failed write() names no file: the one-line error does
+            e.filename = str(path)
         raise
     return path
 
@@ -483,7 +485,7 @@ def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
     except OSError as e:
         if user_error(e) is None:
             raise
-        log.error("metrics.json could not be written, so %s has no record: %s", run_dir, user_error(e))
+        log.error("the run's record could not be written, so %s has no metrics.json: %s", run_dir, user_error(e))
     finally:
         _SAVING = False
 

@@ -73,20 +73,44 @@ def class_folder_count(root: str | Path | None) -> int:
         return 1
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files under `folder` (recursively, hidden files and folders skipped), sorted by path."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def image_files(folder: Path, skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The image files under `folder` (recursively, hidden files and folders skipped), sorted by path. Other
+    visible files are left out too, each added to `skipped` with why: "not an image" or "dangling link"."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or p.is_dir():
+            continue
+        if p.is_symlink() and not p.exists():
+            reason = "dangling link"
+        elif p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+            reason = "not an image"
+        else:
+            found.append(p)
+            continue
+        if skipped is not None:
+            skipped.append((p, reason))
+    return found
 
 
-def labelled_files(folder: Path, classes: list[str], split: str) -> tuple[list[Path], list[int]]:
+def skipped_summary(skipped: list[tuple[Path, str]], root: Path) -> str:
+    """One line for the files `image_files` left out, e.g. "skipped 2 files: 1 not an image (a/notes.txt),
+    1 dangling link (b/gone.png)" (at most 3 names per reason, relative to `root`)."""
+    reasons: dict[str, list[Path]] = {}
+    for path, reason in skipped:
+        reasons.setdefault(reason, []).append(path)
+    parts = []
+    for reason, paths in reasons.items():
+        names = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths[:3]]
+        more = f", and {len(paths) - 3} more" if len(paths) > 3 else ""
+        parts.append(f"{len(paths)} {reason} ({', '.join(names)}{more})")
+    return f"skipped {len(skipped)} file{'s' * (len(skipped) != 1)}: {', '.join(parts)}"
+
+
+def labelled_files(
+    folder: Path, classes: list[str], split: str, skipped: list[tuple[Path, str]] | None = None
+) -> tuple[list[Path], list[int]]:
     """(paths, labels) of every image in the class folders of `folder`; a class folder not among `classes` (the
-    training pool's) and an empty training class are refused."""
+    training pool's) and an empty training class are refused. Files left out are added to `skipped`."""
     paths: list[Path] = []
     labels: list[int] = []
     index = {name: i for i, name in enumerate(classes)}
@@ -97,7 +121,7 @@ def labelled_files(folder: Path, classes: list[str], split: str) -> tuple[list[P
                 f"({len(classes)} classes: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}) lack. "
                 f"Fix: rename or remove {sub}, or add {sub.name}/ to the training folder."
             )
-        files = image_files(sub)
+        files = image_files(sub, skipped)
         if not files and split == "train":
             raise DataError(
                 f"class folder {sub} holds no images ({', '.join(IMAGE_SUFFIXES)}). Fix: add its images, or remove "

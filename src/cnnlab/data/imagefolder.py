@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cnnlab.data.datamodule import EpochBatchSampler, ImageDataModule
-from cnnlab.data.folders import find_layout, labelled_files
+from cnnlab.data.folders import find_layout, labelled_files, skipped_summary
 from cnnlab.errors import ConfigError, DataError
 
 log = logging.getLogger("cnnlab")
@@ -46,6 +47,37 @@ def decode(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
         ) from None
     image = torch.from_numpy(array)
     return image[None] if image.ndim == 2 else image.permute(2, 0, 1).contiguous()
+
+
+def damage(path: Path) -> str | None:
+    """Why `path` is not a whole image, found without decoding it, or None: PIL reads its header, verify() checks
+    a PNG's chunk checksums up to its end chunk, and a JPEG must hold its end marker (PIL refuses one without)."""
+    try:
+        with Image.open(path) as img:
+            kind = img.format
+            img.verify()
+        if kind == "JPEG":
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 1024))
+                if b"\xff\xd9" not in f.read():
+                    return "truncated: no JPEG end marker"
+    except Exception as e:  # PIL's parsers raise many types on damaged bytes: each one means "not readable"
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def check_images(paths: Sequence[Path], root: Path, workers: int) -> None:
+    """Raise one DataError naming the files `damage` finds (a truncated or unidentifiable file), before a run
+    starts: otherwise a DataLoader worker meets it mid-run, after checkpoints and a failed record were written."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        found = sorted((p, why) for p, why in zip(paths, pool.map(damage, paths)) if why is not None)
+    if len(found) == 1:
+        raise DataError(f"image {found[0][0]} cannot be read ({found[0][1]}). Fix: replace or remove the file.")
+    if found:
+        names = "; ".join(f"{p} ({why})" for p, why in found[:3]) + (f"; and {len(found) - 3} more" * (len(found) > 3))
+        raise DataError(
+            f"{len(found)} images under data.root={root} cannot be read: {names}. Fix: replace or remove them."
+        )
 
 
 class ImageFiles(Dataset):
@@ -149,11 +181,22 @@ class ImageFolderDataModule(ImageDataModule):
             )
         self.streamed: bool | None = None  # decided in setup(), once the images are counted
 
+    def prepare_data(self) -> None:
+        """Refuse a root of one class folder: classification needs two (torchmetrics refuses one deep inside the
+        run, after the run dir opened). The commands call this before setup(); setup() alone takes one class."""
+        if len(classes := self.layout.classes) == 1:
+            raise DataError(
+                f"data.root={self.layout.root} has one class folder ({classes[0]}) in {self.layout.train}: "
+                f"classification needs at least 2 classes. Fix: add a folder per class beside "
+                f"{self.layout.train / classes[0]}, or point data.root at the folder that holds all the class folders."
+            )
+
     def setup(self, stage: str | None = None) -> None:
         """List the files, split them, load them into memory or leave them on disk, measure mean/std."""
         if self.train_set is not None:
             return
         train, val, test = self._split_files()
+        check_images([*train.paths, *val.paths, *test.paths], self.layout.root, self.num_workers)
         count = len(train) + len(val) + len(test)
         megabytes = count * math.prod(self.input_shape) / 2**20
         self.streamed = megabytes > self.max_memory_mb
@@ -175,15 +218,17 @@ class ImageFolderDataModule(ImageDataModule):
     def _split_files(self) -> tuple[ImageFiles, ImageFiles, ImageFiles]:
         """train, val and test files: the split folders where the root has them, else a seeded shuffle of the
         training images (test first, then validation), fixed by data.split_seed."""
-        classes = self.layout.classes
-        paths, labels = labelled_files(self.layout.train, classes, "train")
+        classes, skipped = self.layout.classes, []
+        paths, labels = labelled_files(self.layout.train, classes, "train", skipped)
         order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
         held = {}
         for split in ("test", "val"):
             if (folder := getattr(self.layout, split)) is not None:
-                held[split] = labelled_files(folder, classes, split)
+                held[split] = labelled_files(folder, classes, split, skipped)
                 if not held[split][0]:
                     raise DataError(f"{split} folder {folder} holds no images. Fix: add them, or remove the folder.")
+        if skipped:
+            log.warning("imagefolder %s: %s", self.layout.root, skipped_summary(skipped, self.layout.root))
         for split in ("test", "val"):  # held out from the training images, in this order, where no folder is
             if split not in held:
                 count = self._test_count(len(order)) if split == "test" else self._val_count(len(order))

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, written_file
 from cnnlab.report.collect import collect_jobs, swept_axes
 from cnnlab.report.gain import gain_rows, has_baseline
 from cnnlab.report.plots import plot_aug_gain, plot_by_axis, plot_losses, plot_val_acc
@@ -38,7 +38,25 @@ def compare(roots: list[Path], out: Path) -> list[Path]:
     check_report_dir(out, "--out", fix)
     if folders := [name for name in REPORT_FILES if (out / name).is_dir()]:
         raise CnnlabError(f"--out {out} holds a folder named {folders[0]}, where the report writes a file. Fix: {fix}")
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first: removed again on a failure
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        tables, plots = _write(jobs, axes, out)
+    except BaseException as e:  # a full disk, a file size limit, Ctrl+C: the hidden folder is gone, and so are
+        for folder in created:  # the folders made for the report (an --out that existed keeps its earlier report)
+            try:
+                folder.rmdir()
+            except OSError:  # not empty
+                break
+        if isinstance(e, OSError) and ((name := written_file(e)) is None or Path(name).is_relative_to(out)):
+            e.filename = str(out / Path(name).name if name else out)  # the report's file, not its hidden copy
+        raise
+    return [out / name for name in [*tables, *plots]]
+
+
+def _write(jobs: list, axes: list[str], out: Path) -> tuple[list[str], list[str]]:
+    """Write the report into a hidden folder inside `out`, then rename its files into `out`; return the names of
+    the tables and of the plots."""
     with tempfile.TemporaryDirectory(prefix=".cnnlab-compare-", dir=out) as tmp_name:
         tmp = Path(tmp_name)
         plots = [plot_val_acc(jobs, axes, tmp), plot_losses(jobs, axes, tmp), plot_by_axis(jobs, axes, tmp)]
@@ -54,7 +72,7 @@ def compare(roots: list[Path], out: Path) -> list[Path]:
         write_markdown(jobs, axes, tmp / "summary.md", plots, sections)
         for name in [*tables, *plots]:
             os.replace(tmp / name, out / name)
-    return [out / name for name in [*tables, *plots]]
+    return tables, plots
 
 
 def _main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         partial = path.with_name(f".{path.name}.partial")
         try:
             # Serialised in memory, then written by Python: torch.save into a file raises a bare RuntimeError on a
-            # full disk ("basic_ios::clear"), where this write raises OSError(ENOSPC), which ends the run in one line.
+            # full disk ("basic_ios::clear"), where this write raises OSError (ENOSPC; EFBIG past `ulimit -f`, as
+            # Python ignores SIGXFSZ), which ends the run in one line (cnnlab.errors.user_error).
             buffer = io.BytesIO()
             torch.save(checkpoint, buffer)
             with open(partial, "wb") as f:
