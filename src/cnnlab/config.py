@@ -64,9 +64,19 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def compose_config(overrides: list[str], name: str = "train", return_hydra_config: bool = False) -> DictConfig:
-    """conf/<name>.yaml with Hydra overrides, as the entry points compose it; Hydra's errors become one line."""
-    from hydra import compose, initialize_config_dir
+def compose_config(
+    overrides: list[str],
+    name: str = "train",
+    return_hydra_config: bool = False,
+    config_dirs: list[str] | tuple[str, ...] = (),
+) -> DictConfig:
+    """conf/<name>.yaml with Hydra overrides, as the entry points compose it; Hydra's errors become one line.
+    `config_dirs` are searched as Hydra searches --config-dir (after conf/; they may hold the primary config)."""
+    import yaml
+    from hydra import compose
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobRuntime
@@ -79,12 +89,20 @@ def compose_config(overrides: list[str], name: str = "train", return_hydra_confi
     running, job_name = HydraConfig.instance().cfg, JobRuntime.instance().get("name")
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            try:
-                return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
-            except (HydraException, OmegaConfBaseException) as e:
-                raise ConfigError(hydra_error_line(e)) from None
+        # What hydra.main does with its config_path and --config-dir (hydra.initialize_config_dir takes no second dir)
+        search = create_config_search_path(config_dir())
+        for folder in config_dirs:
+            path = folder if "://" in folder else f"file://{Path(folder).resolve()}"
+            search.prepend(provider="command-line", path=path, anchor=SearchPathQuery(provider="schema"))
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search)
+        try:
+            return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(hydra_error_line(e)) from None
+        except yaml.YAMLError as e:  # a config file (the user's own, in a searchpath) that is not YAML
+            raise ConfigError(yaml_error_line(e)) from None
     finally:
+        GlobalHydra.instance().clear()
         JobRuntime.instance().set("name", job_name)
         if running is not None:
             HydraConfig.instance().cfg = running
@@ -116,9 +134,14 @@ def hydra_error_line(exc: Exception) -> str:
     if "Could not find '" in text:  # an unknown group option, e.g. model=resnet
         missing = text.split("Could not find '")[1].split("'")[0]
         group, option = missing.rsplit("/", 1) if "/" in missing else ("", missing)
-        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
+        # Hydra lists the options of every folder it searched (conf/ and the user's: --config-dir, hydra.searchpath)
+        listed = re.search(r"Available options in '[^']*': (.*?) Config search path", text)
+        options = listed.group(1).split() if listed else []
+        options = options or (sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else [])
+        own = [p for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR]
+        where = " nor ".join(f"{folder}/{group}/" for folder in ["conf", *own])
         return (
-            f"{group}={option} is not a config in conf/{group}/. Valid: {', '.join(options)}. "
+            f"{group}={option} is not a config in {where}. Valid: {', '.join(options)}. "
             f"Fix: e.g. {group}={options[0] if options else '...'}."
         )
     if "Could not override '" in text:  # an unknown key, e.g. model.dpth=3
@@ -135,6 +158,80 @@ def hydra_error_line(exc: Exception) -> str:
             f"'{key}=\"{value}\"'."
         )
     return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
+
+
+def yaml_error_line(exc: Exception) -> str:
+    """A config file's YAML syntax error as one line naming the file, line and column, and the fix."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "a config file"
+    return (
+        f"{where} is not valid YAML: {problem}. Fix: correct that line of the file (indentation, a ':' after each "
+        f"key, closed brackets and quotes)."
+    )
+
+
+HYDRA_VALUE_FLAGS = {
+    "--config-dir": "config_dir",
+    "-cd": "config_dir",
+    "--config-name": "config_name",
+    "-cn": "config_name",
+    "--config-path": "config_path",
+    "-cp": "config_path",
+}
+
+
+def hydra_flags(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line without Hydra's flags that take a value (--config-dir/-cd, --config-name/-cn,
+    --config-path/-cp, as `--flag value` or `--flag=value`), and those flags' values by name (config_dir, ...)."""
+    rest: list[str] = []
+    flags: dict[str, str] = {}
+    args = iter(argv)
+    for arg in args:
+        flag, equals, value = arg.partition("=")
+        if flag not in HYDRA_VALUE_FLAGS:
+            rest.append(arg)
+            continue
+        flags[HYDRA_VALUE_FLAGS[flag]] = value if equals else next(args, "")
+    return rest, flags
+
+
+def checked_config_dirs(config_dir: str | None) -> list[str]:
+    """Hydra's --config-dir as the list compose_config's config_dirs takes (empty without one); a --config-dir that
+    is not a folder is a ConfigError."""
+    if config_dir is None:
+        return []
+    if not Path(config_dir).is_dir():
+        raise ConfigError(
+            f"--config-dir {config_dir} is not a folder. Fix: pass the folder that holds your config groups "
+            f"(e.g. --config-dir myconf, with myconf/model/mine.yaml), or drop --config-dir."
+        )
+    return [str(Path(config_dir).resolve())]
+
+
+def with_config_dir(overrides: list[str], config_dir: str | None) -> list[str]:
+    """`overrides` with Hydra's --config-dir added to hydra.searchpath, so that cnnlab's own composing finds the
+    configs in it as Hydra does; a --config-dir that is not a folder is a ConfigError."""
+    if not checked_config_dirs(config_dir):
+        return list(overrides)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    given = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "hydra.searchpath"]
+    paths: list[str] = []
+    if given:
+        try:
+            value = OverridesParser.create().parse_override(given[-1]).value()
+        except HydraException:  # Hydra reports its own syntax errors
+            return list(overrides)
+        paths = [str(p) for p in value] if isinstance(value, list) else []
+    paths.append(f"file://{Path(config_dir).resolve()}")
+    rest = [o for o in overrides if o not in given]
+    return [*rest, f"hydra.searchpath=[{_quoted(paths)}]"]
+
+
+def _quoted(paths: list[str] | tuple[str, ...]) -> str:
+    return ",".join("'" + str(p).replace("\\", "\\\\").replace("'", "\\'") + "'" for p in paths)
 
 
 # Keys whose default is null or whose valid values have several types: the types they accept.
@@ -154,6 +251,8 @@ UNION = {
     "trainer.devices": (int, str, list),
     "data.val_size": (int, float),
     "compile": (bool,),
+    "data.image_size": (int, list),  # an int is a square (cnnlab.models.image_hw)
+    "model.image_size": (int, list),
 }
 FREE_FORM = ("callbacks", "logger", "data.label_unsafe")  # mappings of the user's own objects: any key
 
@@ -296,7 +395,7 @@ def validate(cfg: DictConfig, defaults: DictConfig) -> None:
             )
         default = expected.get(key)
         types = UNION.get(key) or NULLABLE.get(key) or (() if default is None else (type(default),))
-        if isinstance(default, ListConfig):
+        if isinstance(default, ListConfig) and key not in UNION:
             types = (list,)
         if value is None and (default is None or key in NULLABLE):
             continue
@@ -516,8 +615,11 @@ def startup_error(exc: BaseException) -> ConfigError | None:
     None for anything else."""
     import traceback
 
+    import yaml
     from hydra.errors import HydraException, InstantiationException
 
+    if isinstance(exc, yaml.YAMLError):  # a config file Hydra read (--config-dir, hydra.searchpath) is not YAML
+        return ConfigError(yaml_error_line(exc))
     if isinstance(exc, HydraException) and not isinstance(exc, InstantiationException):
         return ConfigError(hydra_error_line(exc))
     parsing = {"create_optuna_distribution_from_override", "create_params_from_overrides"}
@@ -540,13 +642,22 @@ def startup_error(exc: BaseException) -> ConfigError | None:
 
 def defaults_for(choices: dict[str, Any], searchpath: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The config the same group choices give without value overrides: the reference for types. `searchpath`
-    (hydra.searchpath) finds the options that live in the user's own config folders."""
+    (hydra.searchpath) finds the options that live in the user's own config folders; inside a Hydra job, so do
+    the job's --config-dir and its --config-name (a primary config of the user's own)."""
+    from hydra.core.hydra_config import HydraConfig
+
     picked = [
         f"{k}=[{','.join(v)}]" if isinstance(v, (list, ListConfig)) else f"{k}={v}"
         for k, v in choices.items()
         if v is not None and not k.startswith("hydra") and "@hydra" not in k
     ]
+    dirs, name = [], "train"  # eval.yaml adds no keys to train.yaml
+    if (job := HydraConfig.instance().cfg) is not None:
+        sources = OmegaConf.select(job, "hydra.runtime.config_sources", default=None) or []
+        dirs = [str(s.path) for s in sources if s.get("provider") == "command-line"]
+        own = OmegaConf.select(job, "hydra.job.config_name", default=None)
+        if own and not (CONF_DIR / f"{own}.yaml").exists():  # the user's own primary config
+            name = own
     if searchpath:
-        quoted = ",".join("'" + str(p).replace("\\", "\\\\").replace("'", "\\'") + "'" for p in searchpath)
-        picked.append(f"hydra.searchpath=[{quoted}]")
-    return compose_config(picked)  # eval.yaml adds no keys to train.yaml
+        picked.append(f"hydra.searchpath=[{_quoted(list(searchpath))}]")
+    return compose_config(picked, name=name, config_dirs=dirs)

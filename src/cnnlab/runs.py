@@ -538,16 +538,29 @@ def bad_input(message: str) -> None:
 
 
 def _hydra_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a plain (non-multirun, non-help) Hydra command line, or None to let Hydra handle it."""
+    """The overrides of a plain (non-multirun, non-help) Hydra command line, or None to let Hydra handle it.
+    Hydra's --config-dir (-cd) and --config-name (-cn) are left out of them (config.hydra_flags reads those)."""
     flags = [i for i, a in enumerate(argv) if a in ("-m", "--multirun")]
     if flags and any("=" in a for a in argv[: flags[0]]) and any("=" in a for a in argv[flags[0] + 1 :]):
         moved = [argv[flags[0]], *(a for i, a in enumerate(argv) if i != flags[0])]
         raise ConfigError(  # Hydra's argparse would print its usage: 9 lines that do not say this
             f"{argv[flags[0]]} comes before the overrides. Fix: {Path(sys.argv[0]).name} {' '.join(moved)}"
         )
-    if any(a.startswith("-") for a in argv):
+    for i, arg in enumerate(argv):  # argparse takes the overrides in one run: a flag between them splits it
+        width = 1 if "=" in arg or arg not in config.HYDRA_VALUE_FLAGS else 2
+        if (
+            arg.split("=", 1)[0] in config.HYDRA_VALUE_FLAGS
+            and any("=" in a and not a.startswith("-") for a in argv[:i])
+            and any("=" in a and not a.startswith("-") for a in argv[i + width :])
+        ):
+            moved = [*argv[i : i + width], *argv[:i], *argv[i + width :]]
+            raise ConfigError(
+                f"{arg.split('=', 1)[0]} comes before the overrides. Fix: {Path(sys.argv[0]).name} {' '.join(moved)}"
+            )
+    rest, given = config.hydra_flags(argv)
+    if "config_path" in given or any(a.startswith("-") for a in rest):  # --cfg, --info, --help, -m: Hydra's own
         return None
-    return argv
+    return rest
 
 
 def _sweep_dir(argv: list[str], config_name: str) -> Path | None:
@@ -680,8 +693,12 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to here instead of printing them
         try:
             overrides = _hydra_overrides(sys.argv[1:]) if composes else None
+            plain, given = config.hydra_flags(sys.argv[1:])
+            if composes:  # cnnlab's own checks compose with the user's --config-dir too, as Hydra does
+                plain = config.with_config_dir(plain, given.get("config_dir"))
             if overrides is not None:
-                cfg = config.compose_config(overrides, name=composes, return_hydra_config=True)
+                dirs, name = config.checked_config_dirs(given.get("config_dir")), given.get("config_name") or composes
+                cfg = config.compose_config(overrides, name=name, return_hydra_config=True, config_dirs=dirs)
                 try:
                     run_dir = Path(str(cfg.hydra.run.dir))
                 except OmegaConfBaseException as e:  # e.g. resume=??? in the run directory's interpolation
@@ -709,7 +726,8 @@ def console_script(main: Callable[[], Any], composes: str | None = None) -> Call
                         f"{resume} in a multirun: a resume continues one run in its own folder, not a sweep's job. "
                         f"Fix: resume each run on its own, without -m (cnnlab-train {resume} ...)."
                     )
-                check_swept_values([a for a in sys.argv[1:] if a not in ("-m", "--multirun")], composes)
+                if not {"config_name", "config_path"} & given.keys():  # else each job checks against its own primary
+                    check_swept_values([a for a in plain if a not in ("-m", "--multirun")], composes)
             main()
         except KeyboardInterrupt:
             if _OUTPUT is not None:  # stopped before the run wrote anything: no empty folder stays behind

@@ -51,9 +51,26 @@ def check(cfg: DictConfig, run_dir: Path) -> tuple[ImageClassifier, Any]:
     if any(o.lstrip("+~").startswith("data") for o in overrides):  # another dataset: its images must fit the model
         check_fits(hydra.utils.instantiate(run_cfg.model), datamodule)
     module = load_classifier(cfg.ckpt_path, OmegaConf.to_container(run_cfg, resolve=True))  # its weights fit it
+    check_finite(module, cfg.ckpt_path)
     datamodule.prepare_data()
     datamodule.setup("test")
     return module, datamodule
+
+
+def check_finite(module: torch.nn.Module, ckpt_path: str) -> None:
+    """Refuse a checkpoint with a NaN or infinite weight or buffer: its test numbers would mean nothing (a diverged
+    run's argmax of NaN logits scores chance, and was recorded as a completed evaluation)."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    bad = [(name, t) for name, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        name, tensor = bad[0]
+        count = int((~torch.isfinite(tensor)).sum())
+        raise CnnlabError(
+            f"{ckpt_path} holds non-finite weights: {name} has {count} of {tensor.numel()} values NaN or infinite "
+            f"({len(bad)} of {len(tensors)} tensors affected), so its test numbers would mean nothing. Fix: "
+            f"evaluate a checkpoint saved before the run diverged (e.g. <run dir>/checkpoints/best.ckpt), or train "
+            f"again with a lower optim.lr."
+        )
 
 
 def evaluate(cfg: DictConfig, run_dir: Path, checked: tuple[ImageClassifier, Any]) -> dict[str, Any]:

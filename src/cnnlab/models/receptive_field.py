@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import operator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -350,8 +351,12 @@ def final_receptive_field(features: nn.Module, input_shape: tuple[int, int, int]
     return analysis.final.size if analysis.final is not None else None
 
 
-def too_small_warning(features: nn.Module, input_shape: tuple[int, int, int]) -> str | None:
-    """A warning when the last feature map's units see less than the whole image, or when the field is unknown."""
+def too_small_warning(
+    features: nn.Module, input_shape: tuple[int, int, int], model_keys: Collection[str] | None = None
+) -> str | None:
+    """A warning when the last feature map's units see less than the whole image, or when the field is unknown.
+    Its advice names only the keys of `model_keys` (the model config's) that grow the field; by default those of the
+    model class whose layers `features` holds (ConvNet's, for plain torch layers)."""
     if sees_whole_image(features):
         return None
     analysis = trace_fields(features, input_shape)
@@ -364,7 +369,49 @@ def too_small_warning(features: nn.Module, input_shape: tuple[int, int, int]) ->
     return (
         f"receptive field {size}×{size} is smaller than the {height}×{width} input: no unit before "
         f"global pooling sees a whole object (the lesson's 'receptive field too small for the task'). "
-        f"Add depth (model.depth), pooling (model.pool) or dilation (model.dilation)."
+        f"{_growing_advice(features, model_keys)}"
+    )
+
+
+# The model config keys that grow the receptive field, in the order the advice names them.
+_GROWERS = {
+    "depth": "depth",
+    "blocks_per_stage": "blocks per stage",
+    "widths": "conv groups",
+    "pool": "pooling",
+    "dilation": "dilation",
+}
+
+
+def _growing_advice(features: nn.Module, model_keys: Collection[str] | None) -> str:
+    """too_small_warning's advice: the keys among `model_keys` that grow the field. By default the arguments of the
+    Backbone class defined beside the layers `features` holds (a config's keys are its _target_'s arguments:
+    cnnlab.config.check_targets); plain torch layers are ConvNet's (depth, pool, dilation)."""
+    import inspect
+    import sys
+
+    from cnnlab.models import Backbone
+
+    if model_keys is None:
+        model_keys = ("depth", "pool", "dilation")
+        homes = sorted({type(m).__module__ for m in features.modules()} - {None})
+        for home in (h for h in homes if h.split(".")[0] != "torch"):
+            found = [
+                c
+                for c in vars(sys.modules.get(home) or object).values()
+                if inspect.isclass(c) and issubclass(c, Backbone) and c is not Backbone and c.__module__ == home
+            ]
+            if found:
+                model_keys = list(inspect.signature(found[0]).parameters)
+                break
+    knobs = [f"{what} (model.{key})" for key, what in _GROWERS.items() if key in model_keys]
+    if len(knobs) > 1:
+        return f"Add {', '.join(knobs[:-1])} or {knobs[-1]}."
+    if knobs:
+        return f"Add {knobs[0]}."
+    return (
+        "Make the model deeper, or let it pool or dilate its convolutions: its config has no key for that "
+        "(cnnlab-train --cfg job lists its keys); model=cnn has model.depth, model.pool and model.dilation."
     )
 
 

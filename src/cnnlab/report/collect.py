@@ -116,6 +116,37 @@ def check_record(path: Path, metrics: dict[str, Any]) -> None:
         )
 
 
+def run_dir_locked(run_dir: Path) -> bool:
+    """Whether a cnnlab process holds `run_dir`'s lock (cnnlab.runs takes an exclusive flock on the folder while
+    it writes the run). Read from /proc/locks where there is one: trying the lock would make a job that starts at
+    that moment find it taken."""
+    try:
+        st = os.stat(run_dir)
+    except OSError:
+        return False
+    try:
+        held = Path("/proc/locks").read_text()
+    except OSError:  # no /proc (macOS): try the lock itself, and let it go at once
+        return _flock_taken(run_dir)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any(line.split()[1:2] == ["FLOCK"] and device in line.split() for line in held.splitlines())
+
+
+def _flock_taken(run_dir: Path) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows: cnnlab takes no lock there
+        return False
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def collect_job(job_dir: Path) -> Job:
     """One job; a damaged record makes it an 'unreadable' row naming the file, not the end of the report."""
     try:
@@ -124,7 +155,9 @@ def collect_job(job_dir: Path) -> Job:
         log.warning("%s", e)
         return Job(job_dir, {}, {"status": "unreadable", "error": str(e)}, overrides_read=False)
     try:
-        metrics = read_metrics(job_dir) or {}
+        metrics = read_metrics(job_dir)
+        if metrics is None:  # no record yet: a job still running holds its folder's lock
+            metrics = {"status": "running"} if run_dir_locked(job_dir) else {}
         check_record(job_dir, metrics)
         return Job(job_dir, overrides, metrics, metrics.get("curves") or {})
     except CnnlabError as e:
@@ -142,6 +175,19 @@ def collect_jobs(roots: list[Path]) -> list[Job]:
             seen.add(real)
             unique.append(job_dir)
     return [collect_job(d) for d in unique]
+
+
+def running_note(jobs: list[Job]) -> str | None:
+    """One line saying which jobs are still running (the report covers the others), or None."""
+    running = [job for job in jobs if job.status == "running"]
+    if not running:
+        return None
+    names = ", ".join(job.path.name for job in running[:5]) + (", ..." if len(running) > 5 else "")
+    others = len(jobs) - len(running)
+    return (
+        f"{len(running)} of {len(jobs)} jobs are still running ({names}): this report covers the {others} others "
+        f"only. Run cnnlab-compare again when the sweep has ended."
+    )
 
 
 def swept_axes(jobs: list[Job]) -> list[str]:

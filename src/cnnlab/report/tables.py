@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from cnnlab.report.collect import NUMBERS, Job
+from cnnlab.report.collect import NUMBERS, Job, running_note
 
 # The record's numbers, then the train–val gap (computed here) before the epochs and time, then the status.
 JOB_COLUMNS = (
@@ -160,6 +160,7 @@ def write_markdown(
         "Sorted by final val acc.",
         "",
         *mixing_note(jobs, axes),
+        *([f"**{note}**", ""] if (note := running_note(jobs)) else []),
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]
