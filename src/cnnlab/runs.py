@@ -432,7 +432,7 @@ def _run_checked(
     job: Callable[[], dict[str, Any]],
 ) -> float | None:
     """Run the accepted job and record how it ended."""
-    code = 0
+    code, said = 0, None
     try:
         record.update(job(), status="completed")
     except RunInterrupted as e:
@@ -446,7 +446,8 @@ def _run_checked(
         code = 128 + e.signum
     except KeyboardInterrupt:  # outside the training loop (loading data, testing): the record says so, then exit 130
         record.update(status="interrupted", error="stopped by Ctrl+C outside the training loop.", signal=2)
-        _save(run_dir, record, start)
+        if unsaved := _save(run_dir, record, start):
+            log.error("%s", unsaved)
         raise
     except Exception as e:
         cause = user_error(e)
@@ -454,12 +455,17 @@ def _run_checked(
         if cause is None:  # a bug: keep the traceback in the job's log; a single run re-raises it below
             log.exception("job failed")
         else:
-            log.error("%s", cause)
+            said = str(cause)  # logged with the record's fate below: one line, also when the disk is full
         code = EXIT_BAD_INPUT if cause else 1
         if cause is None and not multirun:
-            _save(run_dir, record, start)
+            if unsaved := _save(run_dir, record, start):
+                log.error("%s", unsaved)
             raise
-    _save(run_dir, record, start)
+    unsaved = _save(run_dir, record, start)
+    if said is not None:
+        log.error("%s%s", said, f" Then {unsaved}" if unsaved else "")
+    elif unsaved:
+        log.error("%s", unsaved)
     if code > 128 and multirun and _in_process_jobs():  # Ctrl+C stops the sweep, not only the job it landed in
         raise RunEnded(code, record["error"])
     return record.get("val_acc_best", record.get("test_acc")) if code == 0 else _end(multirun, code, record["error"])
@@ -476,7 +482,8 @@ def _in_process_jobs() -> bool:
 _SAVING = False  # while a record is written: a stopping signal waits for it (_stopping_signals_interrupt)
 
 
-def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
+def _save(run_dir: Path, record: dict[str, Any], start: float) -> str | None:
+    """Write the job's record; return why it could not be written (a full disk: one sentence), else None."""
     global _SAVING
     record["wall_s"] = round(time.perf_counter() - start, 3)
     _SAVING = True
@@ -485,9 +492,10 @@ def _save(run_dir: Path, record: dict[str, Any], start: float) -> None:
     except OSError as e:
         if user_error(e) is None:
             raise
-        log.error("the run's record could not be written, so %s has no metrics.json: %s", run_dir, user_error(e))
+        return f"the run's record could not be written, so {run_dir} has no metrics.json: {user_error(e)}"
     finally:
         _SAVING = False
+    return None
 
 
 class RunEnded(SystemExit):
