@@ -78,7 +78,9 @@ def test_compare_under_a_file_size_limit_is_one_line_and_leaves_nothing_behind(t
 
 HANDS_OVER = """
 import errno, threading
-import cnnlab.errors
+import cnnlab.runs
+
+cnnlab.runs.quiet()  # what every console script and job does first
 
 class HandsOver(threading.Thread):  # keeps its error for its owner, as TensorBoard's event writer does
     def __init__(self, error):

@@ -124,7 +124,13 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         _thread_hook_before(args)
 
 
-if not getattr(threading.excepthook, "_cnnlab", False):  # once, however often this module is reloaded
-    _thread_hook_before = threading.excepthook
-    _thread_excepthook._cnnlab = True
-    threading.excepthook = _thread_excepthook
+def quiet_disk_errors_in_threads() -> None:
+    """Install `_thread_excepthook` in front of the current threading.excepthook, once (cnnlab.runs.quiet calls it)."""
+    global _thread_hook_before
+    if not getattr(threading.excepthook, "_cnnlab", False):
+        _thread_hook_before = threading.excepthook
+        _thread_excepthook._cnnlab = True
+        threading.excepthook = _thread_excepthook
+
+
+_thread_hook_before = threading.excepthook

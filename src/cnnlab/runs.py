@@ -33,7 +33,7 @@ from rich.console import Console
 
 from cnnlab import config
 from cnnlab.crash_watch import CrashWatch
-from cnnlab.errors import CnnlabError, ConfigError, RunInterrupted, user_error
+from cnnlab.errors import CnnlabError, ConfigError, RunInterrupted, quiet_disk_errors_in_threads, user_error
 
 log = logging.getLogger("cnnlab")
 # Third-party chatter that says nothing about the run (internal deprecations, advertising tips).
@@ -612,8 +612,11 @@ def _drop_tips(record: logging.LogRecord) -> bool:
 
 
 def quiet() -> None:
-    """Install the warning filters and drop Lightning's 'Tip' advertisements."""
+    """Install the warning filters, drop Lightning's 'Tip' advertisements, and keep a full disk's traceback in
+    TensorBoard's writer thread off the screen (the run ends in one line for it)."""
     import warnings
+
+    quiet_disk_errors_in_threads()
 
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
