@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install lint train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 peer94muon mutation mlflow tensorboard clean
+.PHONY: help install lint doctor train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 peer94muon mutation mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -21,6 +21,9 @@ install:  ## create .venv and install cnnlab (editable) with pinned dependencies
 lint:  ## ruff: lint and format check (one line length, 120)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+
+doctor:  ## this machine: torch, CPU and flags, what auto picks and why, oneDNN's NHWC bug, a training step (subprocesses)
+	$(BIN)/cnnlab-doctor $(OVERRIDES)
 
 train:  ## train once: make train data=tiny model.depth=4
 	$(BIN)/cnnlab-train $(OVERRIDES)
