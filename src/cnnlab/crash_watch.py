@@ -26,7 +26,7 @@ METRICS_FILE = "metrics.json"  # as cnnlab.runs names it; this file imports noth
 class CrashWatch:
     """The job's end of the pipe to its watcher process."""
 
-    def __init__(self, run_dir: Path, record: dict[str, Any], log_file: Path | None = None) -> None:
+    def __init__(self, run_dir: Path, record: dict[str, Any], log_file: Path | None, next_step: str) -> None:
         read, self._write = os.pipe()
         self._process = subprocess.Popen(
             [sys.executable, __file__, str(run_dir), str(log_file or ""), str(os.getpid())],
@@ -35,7 +35,7 @@ class CrashWatch:
             close_fds=True,
         )
         os.close(read)
-        self._send({"record": record, "started": time.time()})
+        self._send({"record": record, "started": time.time(), "next_step": next_step})
 
     def _send(self, message: dict[str, Any]) -> None:
         try:
@@ -95,7 +95,7 @@ def crashed_record(run_dir: Path, log_file: str, pid: int, started: dict[str, An
         status="crashed",
         error=(
             f"the process (pid {pid}) died without writing its record after {epochs} finished "
-            f"epoch{'s' * (epochs != 1)} ({how}); {kept}. Resume with: cnnlab-train resume={run_dir}"
+            f"epoch{'s' * (epochs != 1)} ({how}); {kept}. {started.get('next_step', '')}".rstrip()
         ),
         epochs=epochs,
         wall_s=round(time.time() - started.get("started", time.time()), 3),

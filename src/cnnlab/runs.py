@@ -111,6 +111,15 @@ def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
 
 def check_writable(path: Path, what: str, fix: str) -> None:
     """Raise a CnnlabError unless `path` is (or can be created as) a writable directory."""
+    try:  # a name longer than NAME_MAX (255 bytes) or a path past PATH_MAX: stat itself raises ENAMETOOLONG
+        path.exists()
+        [p.is_symlink() for p in path.parents]
+    except OSError as e:
+        longest = max(path.parts, key=lambda part: len(os.fsencode(part)))
+        raise CnnlabError(
+            f"{what} {path} cannot be used ({e.strerror}): its longest name is {len(os.fsencode(longest))} bytes "
+            f"and the whole path {len(os.fsencode(str(path)))} (the file system allows 255 and 4,095). Fix: {fix}"
+        ) from None
     if path.exists() and not path.is_dir():
         raise CnnlabError(f"{what} {path} is a file, not a directory. Fix: {fix}")
     if dangling := next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None):
@@ -355,7 +364,13 @@ def _run_job(
         return _end(multirun, EXIT_BAD_INPUT, str(cause))
     global _WATCH
     if rank() == 0:  # a process that dies without a record (SIGSEGV in native code, the OOM killer) still gets one
-        _WATCH = CrashWatch(run_dir, record, Path(log_file.baseFilename) if log_file is not None else None)
+        next_step = (
+            "Run the evaluation again, in a new folder."
+            if HydraConfig.get().job.name == "eval"
+            else f"Resume with: cnnlab-train resume={run_dir}"
+        )
+        _WATCH = CrashWatch(run_dir, record, Path(log_file.baseFilename) if log_file else None, next_step)
+    faults_shown = faulthandler.is_enabled()  # pytest shows them on stderr; a notebook has a stderr without a fileno
     if log_file is not None:  # a fatal signal's Python stack goes into the job's log, where the watcher reads it
         faulthandler.enable(file=log_file.stream, all_threads=True)
     try:
@@ -366,7 +381,10 @@ def _run_job(
             _WATCH.done()
             _WATCH = None
         if log_file is not None:  # in-process callers (tests, notebooks) run several jobs in one process
-            faulthandler.enable(file=sys.stderr, all_threads=True)
+            faulthandler.disable()
+            if faults_shown:
+                with contextlib.suppress(OSError, ValueError):  # a stderr without a file descriptor
+                    faulthandler.enable(file=sys.__stderr__, all_threads=True)
             logging.getLogger().removeHandler(log_file)
             log_file.close()
 
