@@ -1,14 +1,19 @@
 """Run cnnlab-train / cnnlab-eval on every bad input we guard against; write docs/robustness.md.
 
 .venv/bin/python scripts/robustness_report.py            # ~3 minutes on 2 CPU cores
+.venv/bin/python scripts/robustness_report.py --select "4th: image"   # only those cases, printed; the doc is kept
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -144,19 +149,350 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("start from a checkpoint with no epoch left", "train", TINY + [f"ckpt_path={tmp}/good/checkpoints/last.ckpt"]),
         ("eval: a run folder as the checkpoint", "eval", [f"ckpt_path={tmp}/good"]),
         ("eval: weights that do not fit the config", "eval", [f"ckpt_path={tmp}/damaged.ckpt"]),
+        *fourth_pass(tmp),
     ]
+
+
+# The fourth pass (issue #30): the file system's limits, user config folders, user images and commands run at once.
+# A case's command is a console script (train, eval, compare, rf, params, ...) or `sh`, whose one argument is a
+# shell line (for two commands at once); a fourth element is a context manager that runs beside the command.
+IMG = ["data=imagefolder", "data.num_workers=0", "data.image_size=[16,16]", "model.depth=2", "lab_images=false"]
+
+
+def picture_folder(root: Path, how: str) -> Path:
+    """An image folder of two or three classes (12 pictures each) with one hostile trait `how`."""
+    import numpy as np
+    from PIL import Image
+
+    gen = np.random.default_rng(0)
+    classes = ["cat", "dog"] + (["fox"] if how in ("empty class", "class symlink", "hidden files") else [])
+    for c in classes:
+        folder = root / c / ("sub" if how == "nested" else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        if how == "empty class" and c == "fox" or how == "class symlink" and c == "fox":
+            continue
+        for i in range(12):
+            pixels = gen.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            if how == "1x1":
+                image.resize((1, 1)).save(folder / f"{i}.png")
+            elif how == "uppercase":
+                image.save(folder / f"{i}.{'PNG' if i % 2 else 'JPG'}", format="PNG" if i % 2 else "JPEG")
+            elif how == "16-bit":
+                Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(folder / f"{i}.png")
+            elif how == "cmyk":
+                image.convert("CMYK").save(folder / f"{i}.jpg")
+            elif how == "animated gif":
+                frames = [Image.fromarray(np.roll(pixels, k, 0)) for k in range(3)]
+                frames[0].save(folder / f"{i}.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+            else:
+                image.save(folder / f"{i}.png")
+        if how == "hidden files":
+            (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+            (folder / "._0.png").write_bytes(b"\0\5\x16\x07 AppleDouble")  # macOS resource fork, not a PNG
+    if how == "hidden files":  # a hidden folder beside the classes
+        (root / ".thumbnails").mkdir()
+        (root / ".thumbnails" / "0.png").write_bytes((root / "cat" / "0.png").read_bytes())
+    if how == "class symlink":
+        (root / "fox").rmdir()
+        (root / "fox").symlink_to(root / "cat", target_is_directory=True)
+    if how == "symlink loop":
+        (root / "cat" / "loop").symlink_to(root, target_is_directory=True)
+    return root
+
+
+def user_configs(root: Path) -> Path:
+    """A --config-dir of user configs, each broken (or shadowing a built-in one) in one way."""
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "cnn.yaml").write_text(  # shadows conf/model/cnn.yaml: a 1-block CNN
+        "_target_: cnnlab.models.cnn.ConvNet\ndepth: 1\nwidth: 4\nnum_classes: ${data.num_classes}\n"
+        "in_channels: ${data.in_channels}\nimage_size: ${data.image_size}\n"
+    )
+    (root / "model" / "no_target.yaml").write_text("depth: 2\nwidth: 8\n")
+    (root / "model" / "wrong_target.yaml").write_text("_target_: cnnlab.models.nope.Net\nwidth: 8\n")
+    (root / "model" / "not_a_model.yaml").write_text("_target_: collections.OrderedDict\n")
+    (root / "model" / "missing_default.yaml").write_text("defaults:\n  - cnn_base\n  - _self_\nwidth: 8\n")
+    (root / "model" / "bad_interpolation.yaml").write_text(
+        "_target_: cnnlab.models.cnn.ConvNet\nwidth: ${data.no_such_key}\nnum_classes: ${data.num_classes}\n"
+        "in_channels: ${data.in_channels}\nimage_size: ${data.image_size}\n"
+    )
+    (root / "mytrain.yaml").write_text("defaults:\n  - train\n  - override data: no_such_data\n  - _self_\n")
+    return root
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """`folder` read-only for the command (a read-only tmpfs as root, who ignores modes; else chmod 555)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path) -> Iterator[None]:
+    """`folder` on a 64 KiB tmpfs, filled up (root only; without root the case runs on the ordinary disk)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        yield
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        with contextlib.suppress(OSError):
+            (folder / "filler").write_bytes(b"x" * 200_000)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@contextlib.contextmanager
+def training_beside(run_dir: Path, tmp: Path, *extra: str) -> Iterator[None]:
+    """A cnnlab-train in `run_dir` held in its first batch (tests/test_pinned_behaviours.py's WaitForFile) while the
+    case's command runs; released and finished afterwards."""
+    gate, started = tmp / f"{run_dir.name}.go", tmp / f"{run_dir.name}.started"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests")}
+    proc = subprocess.Popen(
+        [
+            str(BIN / "cnnlab-train"),
+            *TINY,
+            *extra,
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.gate._target_=test_pinned_behaviours.WaitForFile",
+            f"+callbacks.gate.path={gate}",
+            f"+callbacks.gate.started={started}",
+        ],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while not started.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        gate.write_text("go")
+        proc.wait(timeout=300)
+        gate.unlink(missing_ok=True)
+        started.unlink(missing_ok=True)
+
+
+def fourth_pass(tmp: Path) -> list[tuple]:
+    """Issue #30's fresh cases (their fixtures are made here; the `good` run and `sweep` exist already)."""
+    pics = {
+        how: picture_folder(tmp / "pics" / how.replace(" ", "_"), how)
+        for how in (
+            "nested",
+            "uppercase",
+            "1x1",
+            "16-bit",
+            "cmyk",
+            "animated gif",
+            "empty class",
+            "hidden files",
+            "class symlink",
+            "symlink loop",
+        )
+    }
+    conf = user_configs(tmp / "userconf")
+    (tmp / "sweeplink").symlink_to(tmp / "sweep", target_is_directory=True)
+    (tmp / "emptylink").symlink_to(tmp / "empty", target_is_directory=True)
+    (tmp / "empty").mkdir()
+    (tmp / "out_file").write_text("not a folder")
+    long_name = "n" * 255
+    deep = "/".join(["d" * 250] * 16)  # ~4,000 characters: the run dir's files pass PATH_MAX (4,096)
+    good = f"{tmp}/good"
+    ckpt = f"ckpt_path={good}/checkpoints/best.ckpt"
+    rows: list[tuple] = [
+        # the file system's limits
+        (
+            "4th: run dir under a read-only parent",
+            "train",
+            TINY + [f"hydra.run.dir={tmp}/ro/run"],
+            read_only(tmp / "ro"),
+        ),
+        ("4th: run dir on a path with spaces", "train", TINY + [f"hydra.run.dir={tmp}/with space/run"]),
+        ("4th: run dir on a unicode path", "train", TINY + [f"hydra.run.dir={tmp}/ünïcødé/run"]),
+        ("4th: run dir with a 255-character name", "train", TINY + [f"hydra.run.dir={tmp}/{long_name}"]),
+        ("4th: run dir with a 256-character name", "train", TINY + [f"hydra.run.dir={tmp}/{long_name}n"]),
+        ("4th: run dir near PATH_MAX", "train", TINY + [f"hydra.run.dir={tmp}/{deep}"]),
+        (
+            "4th: sweep dir that is a link to an empty folder",
+            "train",
+            ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/emptylink"],
+        ),
+        ("4th: run dir on a full disk", "train", TINY + [f"hydra.run.dir={tmp}/full/run"], full_disk(tmp / "full")),
+        ("4th: compare a linked sweep dir", "compare", [f"{tmp}/sweeplink", "--out", f"{tmp}/cmp_link"]),
+        ("4th: compare --out read-only", "compare", [good, "--out", f"{tmp}/ro2/report"], read_only(tmp / "ro2")),
+        (
+            "4th: compare --out on a full disk",
+            "compare",
+            [good, "--out", f"{tmp}/full2/report"],
+            full_disk(tmp / "full2"),
+        ),
+        ("4th: compare --out a file", "compare", [good, "--out", f"{tmp}/out_file"]),
+        ("4th: rf --out read-only", "rf", ["--out", f"{tmp}/ro3/rf"], read_only(tmp / "ro3")),
+        ("4th: params --out on a full disk", "params", ["--out", f"{tmp}/full3/p"], full_disk(tmp / "full3")),
+        ("4th: pooling --out a file", "pooling", ["--out", f"{tmp}/out_file"]),
+        ("4th: eval into a read-only folder", "eval", [ckpt, f"hydra.run.dir={tmp}/ro4/ev"], read_only(tmp / "ro4")),
+        # user config folders
+        ("4th: --config-dir shadows model/cnn", "train", ["--config-dir", str(conf), *TINY[:3]]),
+        ("4th: user model without _target_", "train", ["--config-dir", str(conf), *TINY[:3], "model=no_target"]),
+        (
+            "4th: user model with a wrong _target_",
+            "train",
+            ["--config-dir", str(conf), *TINY[:3], "model=wrong_target"],
+        ),
+        (
+            "4th: user model whose _target_ is no model",
+            "train",
+            ["--config-dir", str(conf), *TINY[:3], "model=not_a_model"],
+        ),
+        (
+            "4th: defaults list names a missing config",
+            "train",
+            ["--config-dir", str(conf), *TINY[:3], "model=missing_default"],
+        ),
+        (
+            "4th: interpolation to a missing key",
+            "train",
+            ["--config-dir", str(conf), *TINY[:3], "model=bad_interpolation"],
+        ),
+        (
+            "4th: primary config overrides to missing data",
+            "train",
+            ["--config-dir", str(conf), "--config-name", "mytrain", *TINY[1:3]],
+        ),
+        ("4th: --config-dir that does not exist", "train", ["--config-dir", f"{tmp}/no_conf", *TINY]),
+        # user images
+        *[(f"4th: image folder: {how}", "train", [*TINY[1:3], *IMG, f"data.root={pics[how]}"]) for how in pics],
+        (
+            "4th: image folder: an int image_size and grayscale of RGB",
+            "train",
+            [
+                *TINY[1:3],
+                *IMG[:2],
+                "data.image_size=12",
+                "data.in_channels=1",
+                "model.depth=2",
+                f"data.root={pics['uppercase']}",
+            ],
+        ),
+        (
+            "4th: image folder: image_size larger than the pictures",
+            "train",
+            [*TINY[1:3], *IMG[:2], "data.image_size=[256,256]", f"data.root={pics['1x1']}"],
+        ),
+        ("4th: image folder: a file as data.root", "train", [*TINY[1:3], *IMG, f"data.root={tmp}/out_file"]),
+        ("4th: image folder: a root with no class folders", "train", [*TINY[1:3], *IMG, f"data.root={tmp}/empty"]),
+        # commands at once
+        (
+            "4th: two cnnlab-compare writing the same --out",
+            "sh",
+            [
+                f"{BIN}/cnnlab-compare {good} --out {tmp}/cmp_twice & first=$!; "
+                f"{BIN}/cnnlab-compare {good} --out {tmp}/cmp_twice; second=$?; wait $first; first=$?; "
+                'echo "exit codes: $first $second"; exit $((first | second))'
+            ],
+        ),
+        (
+            "4th: eval of a run still training (last.ckpt not yet written)",
+            "eval",
+            [f"ckpt_path={tmp}/busy/checkpoints/last.ckpt"],
+            training_beside(tmp / "busy", tmp),
+        ),
+        (
+            "4th: eval of a run still training (its folder)",
+            "eval",
+            [f"ckpt_path={tmp}/busy2"],
+            training_beside(tmp / "busy2", tmp),
+        ),
+        (
+            "4th: compare a run still training",
+            "compare",
+            [f"{tmp}/busy3", "--out", f"{tmp}/cmp_busy"],
+            training_beside(tmp / "busy3", tmp),
+        ),
+        (
+            "4th: a new run into a run dir that is training",
+            "train",
+            TINY + [f"hydra.run.dir={tmp}/busy4"],
+            training_beside(tmp / "busy4", tmp),
+        ),
+        (
+            "4th: resume while another resume runs",
+            "train",
+            TINY + ["trainer.max_epochs=3", f"resume={tmp}/busy5"],
+            training_beside(tmp / "busy5", tmp, "trainer.max_epochs=3"),
+        ),
+        (
+            "4th: lab tool --ckpt of a run still training",
+            "rf",
+            ["--ckpt", f"{tmp}/busy6/checkpoints/last.ckpt", "--out", f"{tmp}/rf_busy"],
+            training_beside(tmp / "busy6", tmp),
+        ),
+    ]
+    return rows
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file, but False for a path the OS refuses to look at (a name over NAME_MAX, past PATH_MAX)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def snapshot(run_dir: Path) -> dict[str, bytes]:
     """Every file of an existing run directory, to show that a refused command changed none of them."""
-    return {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} if run_dir.is_dir() else {}
+    try:
+        return {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} if run_dir.is_dir() else {}
+    except OSError:  # a path past PATH_MAX: the report cannot look inside
+        return {}
+
+
+def short(text: str, tmp: Path) -> str:
+    """`text` with the temp folder as $TMP and long runs of one letter (the NAME_MAX cases) as <250 × d>."""
+    import re
+
+    text = text.replace(str(tmp), "$TMP")
+    return re.sub(r"([a-z])\1{40,}", lambda m: f"<{len(m.group(0))} × {m.group(1)}>", text)
+
+
+def interrupted_run(run_dir: Path, tmp: Path) -> None:
+    """A 3-epoch tiny run stopped by SIGINT in its second epoch (tests/helpers.py's SignalAt): one to resume."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests")}
+    extra = ["trainer.max_epochs=3", "+callbacks.sig._target_=helpers.SignalAt", "+callbacks.sig.epoch=1"]
+    subprocess.run(
+        [str(BIN / "cnnlab-train"), *TINY, *extra, f"hydra.run.dir={run_dir}"], cwd=tmp, env=env, capture_output=True
+    )
 
 
 def main() -> None:
-    """Run every case and write the markdown table."""
+    """Run every case and write the markdown table (with --select: only the cases whose name holds one of the
+    given texts, printed with what each wrote, and docs/robustness.md left alone)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--select", action="append", default=[], help="run only cases whose name holds this text")
+    parser.add_argument("--list", action="store_true", help="list the cases' names and exit")
+    options = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        if options.list:
+            print("\n".join(case[0] for case in cases(tmp)))
+            return
         subprocess.run(
             [str(BIN / "cnnlab-train"), *TINY, f"hydra.run.dir={tmp}/good"], cwd=tmp, check=True, capture_output=True
         )
@@ -168,30 +504,54 @@ def main() -> None:
         checkpoint = torch.load(tmp / "good/checkpoints/best.ckpt", weights_only=False)
         checkpoint["state_dict"].popitem()  # one weight gone
         torch.save(checkpoint, tmp / "damaged.ckpt")
-        for i, (what, command, args) in enumerate(cases(tmp)):
+        selected = [
+            (i, case)
+            for i, case in enumerate(cases(tmp))
+            if not options.select or any(t in case[0] for t in options.select)
+        ]
+        if any("resume while another resume" in case[0] for _, case in selected):
+            interrupted_run(tmp / "busy5", tmp)
+        for i, (what, command, args, *beside) in selected:
             run_dir = tmp / f"run{i}"
             given = ("hydra.run.dir=", "hydra.sweep.dir=", "resume=")  # resume= picks the run dir
             explicit = [a for a in args if a.startswith(given)]
+            if "--out" in args:  # compare and the lab tools: the report's folder
+                explicit = [f"--out={args[args.index('--out') + 1]}"]
             run_dir = Path(explicit[0].split("=", 1)[1]) if explicit else run_dir
-            full = [str(BIN / f"cnnlab-{command}"), *args] + ([] if explicit else [f"hydra.run.dir={run_dir}"])
+            if command == "sh":
+                full = ["bash", "-c", *args]
+            elif command in ("train", "eval"):
+                full = [str(BIN / f"cnnlab-{command}"), *args] + ([] if explicit else [f"hydra.run.dir={run_dir}"])
+            else:
+                full = [str(BIN / f"cnnlab-{command}"), *args]
             # an output folder inside a finished run: that run's files are the ones to watch
-            run_dir = next((p for p in (run_dir, *run_dir.parents) if (p / "metrics.json").is_file()), run_dir)
-            before = snapshot(run_dir)
-            proc = subprocess.run(full, cwd=tmp, capture_output=True, text=True, timeout=300)
+            run_dir = next((p for p in (run_dir, *run_dir.parents) if is_file(p / "metrics.json")), run_dir)
+            with beside[0] if beside else contextlib.nullcontext():
+                before = snapshot(run_dir)
+                proc = subprocess.run(full, cwd=tmp, capture_output=True, text=True, timeout=300)
+                after = snapshot(run_dir)
+                metrics = run_dir / "metrics.json"
+                kept = json.loads(metrics.read_text()).get("status") if is_file(metrics) else "—"
             lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
             errors = [line.split("] - ", 1)[-1] for line in lines if "[ERROR]" in line or line.startswith("error: ")]
             shown = (errors[0].removeprefix("error: ") if errors else " ".join(lines))[:400]
-            metrics = run_dir / "metrics.json"
-            kept = json.loads(metrics.read_text())["status"] if metrics.is_file() else "—"
             if before:
-                kept = f"{kept}, {'unchanged' if snapshot(run_dir) == before else 'CHANGED'}"
-            shown_args = " ".join(a for a in args if a not in TINY).replace(str(tmp), "$TMP")
+                kept = f"{kept}, {'unchanged' if after == before else 'CHANGED'}"
+            shown_args = short(" ".join(a for a in args if a not in TINY), tmp)
             traceback = "yes" if "Traceback" in proc.stdout + proc.stderr else "no"
             rows.append(
                 f"| {what} | `cnnlab-{command} {shown_args}` | {proc.returncode} | {traceback} | {kept} | "
-                f"{shown.replace(str(tmp), '$TMP').replace('|', '/')} |"
+                f"{short(shown, tmp).replace('|', '/')} |"
             )
             print(what, proc.returncode, flush=True)
+            if options.select:  # what a reader checks by hand: every line, and what the command wrote
+                wrote = sorted(set(after) - set(before))
+                print(f"  {len(lines)} lines; wrote {len(wrote)} files in {short(str(run_dir), tmp)}")
+                for line in lines[-6:]:
+                    print("   >", short(line, tmp)[:500])
+        if options.select:
+            print("\n".join(rows))
+            return
     OUT.write_text(HEADER + "\n".join(rows) + "\n" + FOOTER)
     print(f"wrote {OUT}")
 

@@ -263,3 +263,45 @@ def test_the_record_does_not_say_completed_before_the_final_test_has_run(tmp_pat
     assert seen is None or "test_acc" not in seen
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "completed" and record["test_acc"] is not None
+
+
+# --- user images: a 16-bit PNG (issue #30's fourth pass) -------------------------------------------------------
+
+
+def test_a_16_bit_grey_png_decodes_to_its_8_bit_values_not_to_black_and_white(tmp_path):
+    # PIL's convert("L"/"RGB") of a 16-bit grey PNG clips at 255: every pixel above 255/65535 came out white
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.data.imagefolder import decode
+
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # the same picture in 16 bits
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I;16")
+    assert torch.equal(decode(tmp_path / "deep.png", "L", (16, 16)), torch.from_numpy(grey)[None])
+    assert torch.equal(decode(tmp_path / "deep.png", "RGB", (16, 16)), torch.from_numpy(grey)[None].expand(3, -1, -1))
+
+
+# --- the file system's limits: a name longer than NAME_MAX ----------------------------------------------------
+
+
+def test_an_output_folder_whose_name_is_longer_than_name_max_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    # it was an OSError traceback (ENAMETOOLONG from the writability check's stat), exit 1
+    from cnnlab.cli import cnnlab_compare
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import check_writable
+
+    too_long = tmp_path / ("n" * 256)
+    with pytest.raises(CnnlabError, match=r"cannot be used \(File name too long\): its longest name is 256 bytes"):
+        check_writable(too_long, "output directory", "choose another hydra.run.dir.")
+    check_writable(tmp_path / ("n" * 255), "output directory", "choose another hydra.run.dir.")  # at the limit: fine
+    (tmp_path / "sweep" / "0" / ".hydra").mkdir(parents=True)  # a finished job, as cnnlab-compare reads one
+    (tmp_path / "sweep" / "0" / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    (tmp_path / "sweep" / "0" / "metrics.json").write_text('{"status": "completed", "seed": 0, "test_acc": 0.5}')
+    monkeypatch.setattr("sys.argv", ["cnnlab-compare", str(tmp_path / "sweep"), "--out", str(too_long)])
+    with pytest.raises(SystemExit) as exit_info:
+        cnnlab_compare()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert "--out" in err and "File name too long" in err and "Fix:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]

@@ -37,7 +37,10 @@ def decode(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
     height, width = size
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert(mode)
+            img = ImageOps.exif_transpose(img)
+            if img.mode.startswith("I;16"):  # 16-bit grey: PIL's convert clips at 255, so nearly every pixel was white
+                img = Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8), "L")
+            img = img.convert(mode)
             if img.size != (width, height):
                 img = ImageOps.fit(img, (width, height), method=Image.Resampling.BILINEAR)
             array = np.array(img, dtype=np.uint8)
