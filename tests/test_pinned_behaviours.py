@@ -305,3 +305,28 @@ def test_an_output_folder_whose_name_is_longer_than_name_max_is_refused_in_one_l
     assert exit_info.value.code == 2 and err.count("\n") == 1, err
     assert "--out" in err and "File name too long" in err and "Fix:" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
+
+
+# --- user config folders: a model config that builds no network -----------------------------------------------
+
+
+def test_a_model_config_without_target_is_refused_in_one_line_before_the_run_dir_opens(tmp_path, caplog):
+    # a user's model/mine.yaml without _target_ built a DictConfig: `net.training` raised, a traceback, exit 1
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config([*TINY, "~model._target_"], tmp_path / "run"))
+    assert exit_info.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "the model config has no _target_, not a torch.nn.Module" in errors[0], errors
+    assert "Fix: give it _target_: <package.module.Class> of an nn.Module" in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_target_that_is_no_network_is_named_by_the_fit_check():
+    from collections import OrderedDict
+
+    from cnnlab.cli.train import check_fits
+    from cnnlab.errors import ConfigError
+
+    datamodule = instantiate(compose_config(TINY).data)
+    with pytest.raises(ConfigError, match=r"the model config builds a OrderedDict, not a torch.nn.Module"):
+        check_fits(OrderedDict(), datamodule)

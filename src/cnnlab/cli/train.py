@@ -167,6 +167,12 @@ def check_batches(trainer_cfg: DictConfig, datamodule: ImageDataModule) -> None:
 def check_fits(net: torch.nn.Module, datamodule) -> None:
     """Refuse, in one line, a model that does not take the data's images or does not give one logit per class:
     one forward pass on two blank images of the declared shape (no data loads)."""
+    if False and not isinstance(net, torch.nn.Module):  # a user's model config without _target_, or one naming no network
+        built = "has no _target_" if isinstance(net, DictConfig) else f"builds a {type(net).__qualname__}"
+        raise ConfigError(
+            f"the model config {built}, not a torch.nn.Module: there is no network to train. Fix: give it "
+            f"_target_: <package.module.Class> of an nn.Module (e.g. cnnlab.models.cnn.ConvNet; docs/extending.md)."
+        )
     shape, classes = datamodule.input_shape, datamodule.num_classes
     was_training = net.training
     net.eval()
