@@ -167,7 +167,7 @@ def check_batches(trainer_cfg: DictConfig, datamodule: ImageDataModule) -> None:
 def check_fits(net: torch.nn.Module, datamodule) -> None:
     """Refuse, in one line, a model that does not take the data's images or does not give one logit per class:
     one forward pass on two blank images of the declared shape (no data loads)."""
-    if False and not isinstance(net, torch.nn.Module):  # a user's model config without _target_, or one naming no network
+    if not isinstance(net, torch.nn.Module):  # a user's model config without _target_, or one naming no network
         built = "has no _target_" if isinstance(net, DictConfig) else f"builds a {type(net).__qualname__}"
         raise ConfigError(
             f"the model config {built}, not a torch.nn.Module: there is no network to train. Fix: give it "
