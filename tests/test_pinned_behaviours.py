@@ -330,3 +330,40 @@ def test_a_model_target_that_is_no_network_is_named_by_the_fit_check():
     datamodule = instantiate(compose_config(TINY).data)
     with pytest.raises(ConfigError, match=r"the model config builds a OrderedDict, not a torch.nn.Module"):
         check_fits(OrderedDict(), datamodule)
+
+
+# --- user config folders: an interpolation to a key that is not there ------------------------------------------
+
+
+def test_a_user_config_interpolating_a_missing_key_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
+    # it was an omegaconf InterpolationKeyError traceback (105 lines), exit 1
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text(
+        "_target_: cnnlab.models.cnn.ConvNet\nwidth: ${data.no_such_key}\nnum_classes: ${data.num_classes}\n"
+        "in_channels: ${data.in_channels}\nimage_size: ${data.image_size}\n"
+    )
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("cnnlab-train")), "--config-dir", str(tmp_path / "conf"), *TINY[:3]]
+        + ["model=mine", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Interpolation key 'data.no_such_key' not found" in lines[0] and "Fix:" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interpolation_error_names_the_key_that_holds_it_where_omegaconf_says():
+    from omegaconf import OmegaConf
+
+    from cnnlab.errors import ConfigError, user_error
+
+    cfg = OmegaConf.create({"data": {"a": 1}, "model": {"width": "${data.no_such_key}"}})
+    with pytest.raises(Exception) as raised:
+        cfg.model.width  # noqa: B018  (the access resolves the interpolation)
+    error = user_error(raised.value)
+    assert isinstance(error, ConfigError) and str(error).startswith("model.width: Interpolation key 'data.no_such_key'")
+    assert str(error).endswith("or give model.width a value.")

@@ -69,7 +69,16 @@ def user_error(exc: BaseException) -> CnnlabError | None:
             where = f" writing {name}" if name else ""
             return CnnlabError(
                 f"the disk refused a write{where} ({exc.strerror}). Fix: free space there (or make it writable), "
-                f"or choose hydra.run.dir on another disk."
+                f"or choose hydra.run.dir (or --out) on another disk."
+            )
+        if type(exc).__name__ in ("InterpolationKeyError", "InterpolationToMissingValueError") and type(
+            exc
+        ).__module__.startswith("omegaconf"):  # a config's ${...} to a key that is not there (or is ???)
+            key = getattr(exc, "full_key", None)
+            return ConfigError(
+                f"{f'{key}: ' if key else ''}{str(exc).splitlines()[0]} (a ${{...}} in a config or an override "
+                f"points at it). Fix: point the interpolation at a key the config has (cnnlab-train --cfg job lists "
+                f"them){f', or give {key} a value' if key else ''}."
             )
         chain.append(exc)
         exc = exc.__cause__
