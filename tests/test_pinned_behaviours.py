@@ -367,3 +367,30 @@ def test_an_interpolation_error_names_the_key_that_holds_it_where_omegaconf_says
     error = user_error(raised.value)
     assert isinstance(error, ConfigError) and str(error).startswith("model.width: Interpolation key 'data.no_such_key'")
     assert str(error).endswith("or give model.width a value.")
+
+
+# --- user images: a class folder that is a link to another class ---------------------------------------------
+
+
+@pytest.mark.parametrize("link", ["fox", "ant"])  # the link sorts after, or before, the folder it points at
+def test_a_class_folder_linked_to_another_class_is_refused_naming_the_link(tmp_path, link):
+    # fox -> cat trained without a word: cat's images labelled both 'cat' and 'fox'
+    from PIL import Image
+
+    from cnnlab.data.folders import find_layout, labelled_files
+    from cnnlab.errors import DataError
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (4, 4), (40 * i, 0, 0)).save(tmp_path / name / f"{i}.png")
+    (tmp_path / link).symlink_to(tmp_path / "cat", target_is_directory=True)
+    layout = find_layout(tmp_path)
+    with pytest.raises(
+        DataError, match=rf"class folder {tmp_path / link} is a link to the class folder {tmp_path}/cat"
+    ):
+        labelled_files(layout.train, layout.classes, "train")
+    (tmp_path / link).unlink()  # the same folder without the link: 6 images, two labels
+    layout = find_layout(tmp_path)
+    paths, labels = labelled_files(layout.train, layout.classes, "train")
+    assert len(paths) == 6 and sorted(labels) == [0, 0, 0, 1, 1, 1]

@@ -114,7 +114,15 @@ def labelled_files(
     paths: list[Path] = []
     labels: list[int] = []
     index = {name: i for i, name in enumerate(classes)}
+    seen: dict[Path, Path] = {}  # each class folder's real folder: a link to another class would label its images twice
     for sub in subfolders(folder):
+        if (real := sub.resolve()) in seen:
+            link, other = (sub, seen[real]) if sub.is_symlink() else (seen[real], sub)
+            raise DataError(
+                f"class folder {link} is a link to the class folder {other}: the same images would be labelled "
+                f"both '{other.name}' and '{link.name}'. Fix: remove the link, or give {link.name}/ its own images."
+            )
+        seen[real] = sub
         if sub.name not in index:
             raise DataError(
                 f"{split} folder {folder} has a class folder '{sub.name}' that the training images "
