@@ -265,7 +265,7 @@ def training_beside(run_dir: Path, tmp: Path, *extra: str) -> Iterator[None]:
             str(BIN / "cnnlab-train"),
             *TINY,
             *extra,
-            f"hydra.run.dir={run_dir}",
+            *([] if any(e.startswith("resume=") for e in extra) else [f"hydra.run.dir={run_dir}"]),
             "+callbacks.gate._target_=test_pinned_behaviours.WaitForFile",
             f"+callbacks.gate.path={gate}",
             f"+callbacks.gate.started={started}",
@@ -305,7 +305,8 @@ def fourth_pass(tmp: Path) -> list[tuple]:
         )
     }
     conf = user_configs(tmp / "userconf")
-    (tmp / "sweeplink").symlink_to(tmp / "sweep", target_is_directory=True)
+    (tmp / "sweeplink").symlink_to(tmp / "good", target_is_directory=True)
+    (tmp / "no_classes").mkdir()
     (tmp / "emptylink").symlink_to(tmp / "empty", target_is_directory=True)
     (tmp / "empty").mkdir()
     (tmp / "out_file").write_text("not a folder")
@@ -332,7 +333,7 @@ def fourth_pass(tmp: Path) -> list[tuple]:
             ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp}/emptylink"],
         ),
         ("4th: run dir on a full disk", "train", TINY + [f"hydra.run.dir={tmp}/full/run"], full_disk(tmp / "full")),
-        ("4th: compare a linked sweep dir", "compare", [f"{tmp}/sweeplink", "--out", f"{tmp}/cmp_link"]),
+        ("4th: compare a run dir given as a link", "compare", [f"{tmp}/sweeplink", "--out", f"{tmp}/cmp_link"]),
         ("4th: compare --out read-only", "compare", [good, "--out", f"{tmp}/ro2/report"], read_only(tmp / "ro2")),
         (
             "4th: compare --out on a full disk",
@@ -342,7 +343,12 @@ def fourth_pass(tmp: Path) -> list[tuple]:
         ),
         ("4th: compare --out a file", "compare", [good, "--out", f"{tmp}/out_file"]),
         ("4th: rf --out read-only", "rf", ["--out", f"{tmp}/ro3/rf"], read_only(tmp / "ro3")),
-        ("4th: params --out on a full disk", "params", ["--out", f"{tmp}/full3/p"], full_disk(tmp / "full3")),
+        (
+            "4th: equivariance --out on a full disk",
+            "equivariance",
+            ["--out", f"{tmp}/full3/p"],
+            full_disk(tmp / "full3"),
+        ),
         ("4th: pooling --out a file", "pooling", ["--out", f"{tmp}/out_file"]),
         ("4th: eval into a read-only folder", "eval", [ckpt, f"hydra.run.dir={tmp}/ro4/ev"], read_only(tmp / "ro4")),
         # user config folders
@@ -394,7 +400,7 @@ def fourth_pass(tmp: Path) -> list[tuple]:
             [*TINY[1:3], *IMG[:2], "data.image_size=[256,256]", f"data.root={pics['1x1']}"],
         ),
         ("4th: image folder: a file as data.root", "train", [*TINY[1:3], *IMG, f"data.root={tmp}/out_file"]),
-        ("4th: image folder: a root with no class folders", "train", [*TINY[1:3], *IMG, f"data.root={tmp}/empty"]),
+        ("4th: image folder: a root with no class folders", "train", [*TINY[1:3], *IMG, f"data.root={tmp}/no_classes"]),
         # commands at once
         (
             "4th: two cnnlab-compare writing the same --out",
@@ -433,7 +439,7 @@ def fourth_pass(tmp: Path) -> list[tuple]:
             "4th: resume while another resume runs",
             "train",
             TINY + ["trainer.max_epochs=3", f"resume={tmp}/busy5"],
-            training_beside(tmp / "busy5", tmp, "trainer.max_epochs=3"),
+            training_beside(tmp / "busy5", tmp, "trainer.max_epochs=3", f"resume={tmp}/busy5"),
         ),
         (
             "4th: lab tool --ckpt of a run still training",
@@ -529,7 +535,7 @@ def main() -> None:
             with beside[0] if beside else contextlib.nullcontext():
                 before = snapshot(run_dir)
                 proc = subprocess.run(full, cwd=tmp, capture_output=True, text=True, timeout=300)
-                after = snapshot(run_dir)
+                after = snapshot(run_dir)  # inside: a read-only or full mount is gone afterwards
                 metrics = run_dir / "metrics.json"
                 kept = json.loads(metrics.read_text()).get("status") if is_file(metrics) else "—"
             lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
@@ -547,6 +553,8 @@ def main() -> None:
             if options.select:  # what a reader checks by hand: every line, and what the command wrote
                 wrote = sorted(set(after) - set(before))
                 print(f"  {len(lines)} lines; wrote {len(wrote)} files in {short(str(run_dir), tmp)}")
+                for name in wrote[:4]:
+                    print("   wrote", short(name, tmp), len(after[name]), "bytes")
                 for line in lines[-6:]:
                     print("   >", short(line, tmp)[:500])
         if options.select:
