@@ -344,8 +344,8 @@ def fourth_pass(tmp: Path) -> list[tuple]:
         ("4th: compare --out a file", "compare", [good, "--out", f"{tmp}/out_file"]),
         ("4th: rf --out read-only", "rf", ["--out", f"{tmp}/ro3/rf"], read_only(tmp / "ro3")),
         (
-            "4th: equivariance --out on a full disk",
-            "equivariance",
+            "4th: rf --out on a full disk",
+            "rf",
             ["--out", f"{tmp}/full3/p"],
             full_disk(tmp / "full3"),
         ),

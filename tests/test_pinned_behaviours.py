@@ -394,3 +394,25 @@ def test_a_class_folder_linked_to_another_class_is_refused_naming_the_link(tmp_p
     layout = find_layout(tmp_path)
     paths, labels = labelled_files(layout.train, layout.classes, "train")
     assert len(paths) == 6 and sorted(labels) == [0, 0, 0, 1, 1, 1]
+
+
+# --- the file system's limits: a full disk while .hydra/ is written -------------------------------------------
+
+
+def test_a_full_disk_while_the_run_config_is_saved_leaves_no_empty_file_behind(tmp_path, caplog, monkeypatch):
+    # a refused run (the disk full at .hydra/config.yaml) left a 0-byte .hydra/config.yaml in its run dir
+    import errno
+
+    from omegaconf import OmegaConf
+
+    def full(cfg, f, resolve=False):  # the file is created, then the disk refuses its bytes
+        Path(f).write_bytes(b"")
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(OmegaConf, "save", staticmethod(full))
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run(compose_config(TINY, run_dir))
+    assert exit_info.value.code == 2
+    assert f"the disk refused a write writing {run_dir}/.hydra/config.yaml (No space left on device)" in caplog.text
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

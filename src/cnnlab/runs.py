@@ -232,10 +232,16 @@ def save_run_files(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler |
         return None
     hydra_cfg = HydraConfig.get()
     subdir = run_dir / (f".hydra/resume-{datetime.now():%Y%m%d-%H%M%S-%f}" if resuming else ".hydra")
+    existed = subdir.exists()
     subdir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, subdir / "config.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), subdir / "hydra.yaml")
-    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), subdir / "overrides.yaml")
+    try:
+        OmegaConf.save(cfg, subdir / "config.yaml")
+        OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), subdir / "hydra.yaml")
+        OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), subdir / "overrides.yaml")
+    except OSError:  # a full disk: the refused run leaves no empty config.yaml behind (it did, 0 bytes)
+        if not existed:
+            shutil.rmtree(subdir, ignore_errors=True)
+        raise
     handler = logging.FileHandler(run_dir / f"{hydra_cfg.job.name}.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)
