@@ -416,3 +416,22 @@ def test_a_full_disk_while_the_run_config_is_saved_leaves_no_empty_file_behind(t
     assert exit_info.value.code == 2
     assert f"the disk refused a write writing {run_dir}/.hydra/config.yaml (No space left on device)" in caplog.text
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_figure_the_disk_refuses_leaves_no_partial_png(tmp_path, monkeypatch):
+    # cnnlab-rf --out on a full disk: one line, exit 2, but a partial rf_fresh.png stayed in --out
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from cnnlab.figures import plt, save_figure
+
+    def full(self, path, **kwargs):  # the first bytes land, then the disk is full
+        Path(path).write_bytes(b"\x89PNG\r\n")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    fig = plt.figure()
+    with pytest.raises(OSError):
+        save_figure(fig, tmp_path / "rf_fresh.png")
+    assert list(tmp_path.iterdir()) == [] and not plt.fignum_exists(fig.number)

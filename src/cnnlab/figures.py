@@ -13,6 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 def save_figure(fig, path: Path) -> Path:
     """Lay out, write as PNG without a version stamp (so re-runs give identical files) and close."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110, metadata={"Software": None})
+    except OSError:  # a full disk or a file size limit: no partial PNG stays behind (cnnlab-rf left one)
+        Path(path).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return Path(path)
