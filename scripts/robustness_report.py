@@ -324,6 +324,7 @@ def fourth_pass(tmp: Path) -> list[tuple]:
         ),
         ("4th: run dir on a path with spaces", "train", TINY + [f"hydra.run.dir={tmp}/with space/run"]),
         ("4th: run dir on a unicode path", "train", TINY + [f"hydra.run.dir={tmp}/ünïcødé/run"]),
+        ("4th: run dir on a unicode path, quoted", "train", TINY + [f'hydra.run.dir="{tmp}/ünï cødé/run"']),
         ("4th: run dir with a 255-character name", "train", TINY + [f"hydra.run.dir={tmp}/{long_name}"]),
         ("4th: run dir with a 256-character name", "train", TINY + [f"hydra.run.dir={tmp}/{long_name}n"]),
         ("4th: run dir near PATH_MAX", "train", TINY + [f"hydra.run.dir={tmp}/{deep}"]),
@@ -523,7 +524,7 @@ def main() -> None:
             explicit = [a for a in args if a.startswith(given)]
             if "--out" in args:  # compare and the lab tools: the report's folder
                 explicit = [f"--out={args[args.index('--out') + 1]}"]
-            run_dir = Path(explicit[0].split("=", 1)[1]) if explicit else run_dir
+            run_dir = Path(explicit[0].split("=", 1)[1].strip("\"'")) if explicit else run_dir
             if command == "sh":
                 full = ["bash", "-c", *args]
             elif command in ("train", "eval"):
