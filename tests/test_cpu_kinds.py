@@ -92,6 +92,15 @@ def test_the_issue_repro_a_width_4_resnet_on_48_px_trains_under_auto(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
     watchers = subprocess.run(["pgrep", "-f", f"crash_watch.py {tmp_path / 'run'}"], capture_output=True, text=True)
     assert watchers.stdout.strip() == ""
+    # The same weights as a run trained in NHWC (on a GPU) would store them: loaded on this CPU, they run NCHW.
+    checkpoint = torch.load(tmp_path / "run/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["config"]["channels_last"] = True
+    torch.save(checkpoint, tmp_path / "nhwc.ckpt")
+    from cnnlab.training.checkpoints import load_classifier
+
+    module = load_classifier(tmp_path / "nhwc.ckpt")
+    shortcut = module.net.features.stage2[0].shortcut[0].weight
+    assert module.channels_last is False and shortcut.stride() == (4, 1, 1, 1)  # contiguous 8×4×1×1
 
 
 def test_nhwc_gradients_of_a_model_without_hazards_equal_nchw_at_batch_1_and_2():

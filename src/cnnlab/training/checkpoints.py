@@ -98,7 +98,7 @@ def load_classifier(path: str | Path, config: dict[str, Any] | None = None) -> I
             f"({' '.join(str(e).split())[:300]}). Fix: pass a .ckpt written by cnnlab-train, unchanged."
         ) from None
     module.curves = {k: list(v) for k, v in checkpoint.get("curves", {}).items()}
-    if module.channels_last and nhwc_hazards(module.net):  # trained on a GPU: NHWC is unsafe on this CPU (#29)
+    if module.channels_last and nhwc_hazards(module.net):  # trained NHWC (on a GPU): unsafe on this CPU (#29)
         module.channels_last = False
         module.net.to(memory_format=torch.contiguous_format)
     return module.eval()
