@@ -146,15 +146,15 @@ def resolve_precision(value: Any, accelerator: str) -> str:
 # oneDNN issue #6035 (open; torch 2.14.1 ships the affected oneDNN): the backward-weights pass of a 1×1 convolution
 # with stride > 1 in NHWC, whose input channels are not a multiple of the kernel's block (8 with AVX2, 16 with
 # AVX-512), writes past its workspace. Measured with cnnlab's ResNet at width 4 (its 4→8 channel stride-2 shortcut):
-# on an AMD EPYC with AVX2 only, weight gradients off by 160% with 2 threads, or a hang, and SIGSEGV with 1 thread; on
-# an AMD EPYC with AVX-512, SIGSEGV (issue #29). Batch 1, stride 1, NCHW, 3×3 kernels and a multiple of 16 channels
-# were all exact. scripts/onednn_nhwc_probe.py repeats the measurement.
+# on an AMD EPYC with AVX2 only, weight gradients off by 160% with 2 threads, or a hang, and SIGSEGV or SIGABRT with
+# 1 thread; on an AMD EPYC with AVX-512, SIGSEGV (issue #29). Batch 1, stride 1, NCHW, 3×3 kernels and a multiple
+# of 16 channels were all exact. scripts/onednn_nhwc_probe.py repeats the measurement.
 NHWC_SAFE_CHANNELS = 16
 
 
 def nhwc_hazards(net: nn.Module) -> list[str]:
-    """The convolutions of `net` that oneDNN computes wrong (or crashes on) in NHWC on x86 CPUs, as 'name (c→c',
-    1×1 stride s)': 1×1 kernels with a stride above 1 whose input channels per group are not a multiple of 16."""
+    """The convolutions of `net` that oneDNN computes wrong (or crashes on) in NHWC on x86 CPUs, each as
+    'name (in→out, 1×1 stride s)': 1×1 kernels of stride > 1 whose input channels per group are not a multiple of 16."""
     return [
         f"{name} ({m.in_channels}→{m.out_channels}, 1×1 stride {max(m.stride)})"
         for name, m in net.named_modules()
