@@ -5,6 +5,7 @@ What bounds `experiment=cpu94` / `fast94` on a CPU: the model's own compute, wit
 Lightning. Run on an idle machine:
     .venv/bin/python scripts/bench_fastnet.py [--threads 2]          # the batch / precision / layout table
     .venv/bin/python scripts/bench_fastnet.py --speedrun             # cpu94's step: image sizes, compile, profile
+    .venv/bin/python scripts/bench_fastnet.py --ideas                # cpu94's step with the record's ideas
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench import cpu_line, proc_cpu_flags  # scripts/bench.py: the CPU's model and flags, read from /proc/cpuinfo
 from cnnlab.models.fast import FastNet
+from cnnlab.training.hardware import cpu_has_native_bf16
 from cnnlab.training.optim import Muon, param_groups
 
 CIFAR10 = {
@@ -30,17 +32,28 @@ CIFAR10 = {
 
 
 def training_step(
-    batch: int, bf16: bool, channels_last: bool, muon: bool, size: int = 32, compile_net: bool = False
+    batch: int,
+    bf16: bool,
+    channels_last: bool,
+    muon: bool,
+    size: int = 32,
+    compile_net: bool = False,
+    activation: str = "gelu",
+    ns_batched: bool = False,
 ) -> Callable[[], None]:
     """One FastNet training step (forward, label-smoothed loss, backward, optimizer step) on a fixed random batch."""
     torch.manual_seed(0)
-    net = FastNet(**CIFAR10)
+    net = FastNet(**CIFAR10, activation=activation)
     x = torch.randn(batch, 3, size, size)
     if channels_last:
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     groups = param_groups(net, {"lr": 0.1, "weight_decay": 0.0}, 64.0)
-    optimizer = Muon(groups, lr=0.1) if muon else torch.optim.SGD(groups, lr=0.1, momentum=0.85, nesterov=True)
+    optimizer = (
+        Muon(groups, lr=0.1, ns_batched=ns_batched)
+        if muon
+        else torch.optim.SGD(groups, lr=0.1, momentum=0.85, nesterov=True)
+    )
     if compile_net:
         net.compile()
 
@@ -112,6 +125,41 @@ def speedrun_table(repeats: int) -> None:
         )
 
 
+def ideas_table(repeats: int) -> None:
+    """cpu94's step (Muon, channels_last, bf16 only where the CPU has it, as precision=auto) with each of the
+    record's ideas that changes the step: SiLU, a smaller batch, batched Newton–Schulz; then Muon's step alone."""
+    bf16 = cpu_has_native_bf16()
+    print(f"precision: {'bf16 autocast' if bf16 else 'fp32 (no native bf16 here, as precision=auto picks)'}\n")
+    print("| step | batch | images/s (median) | × cpu94's step |")
+    print("|---|---|---|---|")
+    base = None
+    cases = [
+        ("cpu94 (GELU, per-bank Newton–Schulz)", 2000, {}),
+        ("SiLU", 2000, {"activation": "silu"}),
+        ("batch 1536", 1536, {}),
+        ("batch 1000", 1000, {}),
+        ("batched Newton–Schulz", 2000, {"ns_batched": True}),
+    ]
+    for name, batch, options in cases:
+        rate, _ = images_per_second(training_step(batch, bf16, True, True, **options), batch, 2, repeats)
+        base = base or rate
+        print(f"| {name} | {batch} | {rate:.0f} | {rate / base:.2f} |", flush=True)
+    print("\n| Muon step alone (FastNet's filters, fixed gradients) | ms (median of 20) |\n|---|---|")
+    for batched in (False, True):
+        torch.manual_seed(0)
+        net = FastNet(**CIFAR10)
+        optimizer = Muon(param_groups(net, {"lr": 0.1, "weight_decay": 0.0}, 64.0), lr=0.1, ns_batched=batched)
+        for p in net.parameters():
+            p.grad = torch.randn_like(p) if p.requires_grad else None
+        optimizer.step()
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            optimizer.step()
+            times.append(1e3 * (time.perf_counter() - start))
+        print(f"| {'batched by shape' if batched else 'one bank at a time'} | {statistics.median(times):.1f} |")
+
+
 def profile_table(size: int, rows: int = 12) -> None:
     """Share of one cpu94 step (batch 2,000) per operator, by self time, from torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
@@ -135,12 +183,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--speedrun", action="store_true", help="cpu94's step by image size and compile, and its profile")
+    p.add_argument("--ideas", action="store_true", help="cpu94's step with the record's ideas (issue #31)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(cpu_line(proc_cpu_flags()), flush=True)  # the first line: every figure is this CPU's
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    if args.speedrun:
+    if args.ideas:
+        ideas_table(args.repeats)
+    elif args.speedrun:
         speedrun_table(args.repeats)
         profile_table(32)
         profile_table(16)

@@ -9,6 +9,7 @@ import torch
 from cnnlab.augment import Augmentation
 from cnnlab.augment.ops import (
     AlternatingFlip,
+    BrightnessContrast,
     ColorJitter,
     Cutout,
     RandomCrop,
@@ -312,8 +313,9 @@ def test_alternating_flip_start_comes_from_its_seed_not_the_global_rng():
 @pytest.mark.parametrize(
     "op",
     [RandomFlip(), AlternatingFlip(), RandomVerticalFlip(), RandomRotate90(), RandomCrop(),
-     RandomCrop(padding_mode="reflect"), Cutout(), ColorJitter()],
-    ids=["flip", "alternating_flip", "vflip", "rotate90", "crop", "crop_reflect", "cutout", "color_jitter"],
+     RandomCrop(padding_mode="reflect"), Cutout(), ColorJitter(), BrightnessContrast()],
+    ids=["flip", "alternating_flip", "vflip", "rotate90", "crop", "crop_reflect", "cutout", "color_jitter",
+         "brightness_contrast"],
 )  # fmt: skip
 def test_every_batched_op_draws_and_computes_on_the_batchs_own_device(op):
     # The meta device stands in for a GPU: a tensor drawn on the CPU by mistake cannot meet a meta batch.
@@ -367,3 +369,19 @@ def test_the_datamodule_hook_alternates_flips_with_the_trainers_epoch():
         assert torch.equal(out_labels, labels)
         seen.append(_mirrored(out, normalized))
     assert bool((seen[0] ^ seen[1]).all())
+
+
+def test_brightness_contrast_is_one_shift_and_one_contrast_factor_per_image_within_its_ranges():
+    torch.manual_seed(0)
+    images = torch.rand(512, 3, 8, 8)
+    out = BrightnessContrast(brightness=0.1, contrast=0.2, center=0.5)(images)
+    # Per image, out = a·x + b with one (a, b) for every pixel and channel: fit them from two pixels, check all.
+    flat_in, flat_out = images.flatten(1), out.flatten(1)
+    a = (flat_out[:, 1] - flat_out[:, 0]) / (flat_in[:, 1] - flat_in[:, 0])
+    b = flat_out[:, 0] - a * flat_in[:, 0]
+    torch.testing.assert_close(flat_out, a[:, None] * flat_in + b[:, None], atol=1e-4, rtol=0)
+    # a is the contrast factor; b = (shift − 0.5)·a + 0.5, so the shift is (b − 0.5)/a + 0.5
+    shift = (b - 0.5) / a + 0.5
+    assert 0.8 <= a.min() and a.max() <= 1.2 and a.max() - a.min() > 0.35  # the whole range is drawn
+    assert -0.1 <= shift.min() and shift.max() <= 0.1 and shift.max() - shift.min() > 0.17
+    torch.testing.assert_close(BrightnessContrast(brightness=0, contrast=0)(images), images, atol=1e-6, rtol=0)

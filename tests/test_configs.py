@@ -147,6 +147,7 @@ AUGMENT_OPS = {
     "crop_flip": ["crop", "flip"],
     "flip_translate": ["crop", "flip"],
     "alt_flip_translate": ["flip", "crop"],  # the alternating flip must see the untouched image
+    "alt_flip_translate_jitter": ["flip", "crop", "brightness_contrast"],
     "color_jitter": ["color_jitter"],
     "cutout": ["cutout"],
     "crop_flip_cutout": ["crop", "flip", "cutout"],

@@ -186,8 +186,10 @@ def test_rf_tool_on_grayscale_images_of_another_size(tmp_path, monkeypatch, caps
 def test_linearity_refuses_a_model_without_an_activation_and_runs_on_a_resnet(monkeypatch, capsys):
     from cnnlab.lab import linearity
 
-    err = refused_line(linearity, ["data=tiny", "model=fast"], monkeypatch, capsys)
+    err = refused_line(linearity, ["data=tiny", "model=mlp", "~model.activation"], monkeypatch, capsys)
     assert "has no activation key" in err and "model.activation" in err
+    err = refused_line(linearity, ["data=tiny", "model=fast"], monkeypatch, capsys)  # its key: gelu or silu only
+    assert "(FastNet) refuses identity" in err and "model.activation='identity' is not a valid choice" in err
     out = run_tool(linearity, RESNET, monkeypatch, capsys)
     identity = next(line for line in out.splitlines() if line.startswith("│ identity"))
     assert float(identity.split("│")[3]) < 1e-4  # a ResNet without nonlinearities is one affine map

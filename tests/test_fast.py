@@ -8,7 +8,7 @@ from cnnlab.data.datamodule import DeviceLoader, EpochBatchSampler
 from cnnlab.models import count_parameters
 from cnnlab.models.fast import FastNet
 from cnnlab.training.callbacks import WhitenFromData, whiten_
-from cnnlab.training.module import predict_tta
+from cnnlab.training.module import predict_tta, predict_tta_selected
 from cnnlab.training.optim import Muon, linear, orthogonalize, param_groups, triangle
 
 CIFAR10 = {
@@ -159,12 +159,14 @@ def test_cpu94_recipe_trains_on_all_training_images_without_a_validation_loop(tm
 
     cfg = compose_config(
         ["experiment=cpu94", "data=tiny", "model.widths=[16,32,32]", "data.batch_size=100", "trainer.max_epochs=3"]
-        + ["progress_bar=false", "logger=csv", "+callbacks.curve._target_=cnnlab.training.callbacks.TestAccuracyCurve"],
+        + ["progress_bar=false", "logger=csv", "+callbacks.curve._target_=cnnlab.training.callbacks.TestAccuracyCurve"]
+        + ["tta_select=1.0"],
         tmp_path,
     )
     run(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["test_acc_tta"] > 0.5  # chance is 0.1
+    assert metrics["test_tta_share"] == 1.0  # below p = 1.0 is every image (label smoothing keeps them under 0.83)
     curves = metrics["curves"]
     assert metrics["val_acc_best"] is None and set(curves) == {"train/acc", "train/loss"} | {
         "curve/train_s",
@@ -259,3 +261,37 @@ def test_linear_schedule_decays_to_zero_at_the_last_step():
         optimizer.step()
         scheduler.step()
     assert lrs == pytest.approx([2.0 * (1 - k / 8) for k in range(9)])
+
+
+def test_selective_tta_gives_the_extra_views_only_to_images_below_the_confidence_threshold():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10))
+    x = torch.randn(64, 3, 8, 8)
+    plain = net(x) * 3  # spread the confidences over (0, 1)
+    confidence = plain.softmax(-1).amax(-1)
+    below = confidence.median().item()
+    full = predict_tta(net, x, 2, plain)
+    selected, unsure = predict_tta_selected(net, x, 2, plain, below)
+    assert torch.equal(unsure, confidence < below) and 0 < unsure.sum() < len(x)
+    torch.testing.assert_close(selected[unsure], full[unsure])  # the same six views as full TTA
+    assert torch.equal(selected[~unsure], plain[~unsure])  # the sure ones keep their plain logits, untouched
+    assert torch.equal(predict_tta_selected(net, x, 2, plain, 1e-9)[0], plain)  # nobody below: no views at all
+    torch.testing.assert_close(predict_tta_selected(net, x, 2, plain, 1.0)[0], full)  # everyone below 1.0
+
+
+def test_batched_newton_schulz_steps_every_filter_bank_as_it_would_alone():
+    torch.manual_seed(0)
+    banks = [torch.randn(8, 3, 3, 3), torch.randn(16, 8, 3, 3), torch.randn(16, 16, 3, 3), torch.randn(16, 16, 3, 3)]
+    stack = torch.stack([b.reshape(16, -1) for b in banks[2:]])
+    torch.testing.assert_close(orthogonalize(stack), torch.stack([orthogonalize(m) for m in stack.unbind(0)]))
+    params = {flag: [torch.nn.Parameter(b.clone()) for b in banks] for flag in (False, True)}
+    optimizers = {flag: Muon(params[flag], lr=0.1, ns_batched=flag) for flag in (False, True)}
+    for _ in range(3):
+        grads = [torch.randn_like(b) for b in banks]
+        for flag in (False, True):
+            for p, g in zip(params[flag], grads):
+                p.grad = g.clone()
+            optimizers[flag].step()
+    for one, batched in zip(params[False], params[True]):
+        torch.testing.assert_close(batched, one, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(params[True][2], banks[2])  # they moved

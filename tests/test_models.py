@@ -62,7 +62,7 @@ def test_too_deep_is_refused_with_the_largest_valid_depth(pool):
     "kwargs, message",
     [
         ({"pool": "maxx"}, r"model.pool='maxx'.*Valid: max, avg, stride, conv, blur, none"),
-        ({"activation": "tanhh"}, r"model.activation='tanhh'.*Valid: relu, gelu, identity"),
+        ({"activation": "tanhh"}, r"model.activation='tanhh'.*Valid: relu, gelu, silu, identity"),
         ({"depth": 0}, r"model.depth=0 must be a positive integer"),
         ({"width": -4}, r"model.width=-4 must be a positive integer"),
         ({"dropout": 1.0}, r"model.dropout=1.0 is outside \[0, 1\)"),

@@ -390,7 +390,7 @@ def test_whitening_fitted_on_data_whitens_its_patches_with_the_negative_half_mir
 CONVNET_REFUSALS = [
     ({"pool": "maxx"}, "model.pool='maxx' is not a valid choice. Valid: max, avg, stride, conv, blur, none. "
      "Fix: pass e.g. model.pool=max."),
-    ({"activation": "tanhh"}, "model.activation='tanhh' is not a valid choice. Valid: relu, gelu, identity. "
+    ({"activation": "tanhh"}, "model.activation='tanhh' is not a valid choice. Valid: relu, gelu, silu, identity. "
      "Fix: pass e.g. model.activation=relu."),
     ({"depth": 0}, "model.depth=0 must be a positive integer. Fix: e.g. model.depth=3."),
     ({"depth": 2.0}, "model.depth=2.0 must be a positive integer. Fix: e.g. model.depth=3."),
@@ -463,7 +463,7 @@ def test_mlp_input_size_classes_and_activation_refusal():
     with pytest.raises(ConfigError) as error:
         MLP(hidden=[], activation="tanhh", **CIFAR10)  # refused even with no hidden layer to put it in
     assert str(error.value) == (
-        "model.activation='tanhh' is not a valid choice. Valid: relu, gelu, identity. "
+        "model.activation='tanhh' is not a valid choice. Valid: relu, gelu, silu, identity. "
         "Fix: pass e.g. model.activation=relu."
     )
 

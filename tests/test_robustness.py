@@ -54,7 +54,7 @@ def refused(run_dir: Path, caplog, *extra: str, base: tuple[str, ...] = tuple(TI
         ("schedule.pct_start=2", "schedule.pct_start=2 is out of range: it must be in (0, 1)"),
         ("model.dropout=1.5", "model.dropout=1.5 is out of range: it must be in [0, 1)"),
         ("model.depth=7", "largest valid depth is 5"),
-        ("model.activation=tanh", "Valid: relu, gelu, identity"),
+        ("model.activation=tanh", "Valid: relu, gelu, silu, identity"),
         ("model.growth=-1", "model.growth=-1 must be a number > 0"),
         ("model.padding_mode=foo", "model.padding_mode='foo' is not a valid choice"),
         ("label_smoothing=1.0", "label_smoothing=1.0 is out of range: it must be in [0, 1)"),

@@ -170,6 +170,22 @@ class ColorJitter(BatchOp):
         return x.clamp(0.0, 1.0)
 
 
+class BrightnessContrast(BatchOp):
+    """The CIFAR-10 record's colour jitter (hiverge, 2025): add a per-sample brightness shift drawn from
+    [-brightness, brightness], then scale the contrast about `center` by a factor drawn from [1-contrast,
+    1+contrast], the same for every channel. Unclamped, as in the record: it perturbs the network's input, and a
+    clamp would flatten highlights that the shift only moves."""
+
+    name = "brightness_contrast"
+
+    def __init__(self, brightness: float = 0.035, contrast: float = 0.13, center: float = 0.5) -> None:
+        self.brightness, self.contrast, self.center = brightness, contrast, center
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shift, scale = (torch.rand(2, x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * 2 - 1).unbind(0)
+        return (x - self.center + shift * self.brightness) * (1 + scale * self.contrast) + self.center
+
+
 def _luma(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma of an RGB batch, B×1×H×W; for any other channel count (grey, or a user's own bands) the
     channel mean, so that saturation is a no-op on grey images instead of an empty tensor."""

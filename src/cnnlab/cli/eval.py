@@ -87,6 +87,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, checked: tuple[ImageClassifier, Any
         "test_acc": result["test/acc"],
         "test_loss": result["test/loss"],
         "test_acc_tta": result.get("test/acc_tta"),
+        "test_tta_share": result.get("test/tta_share"),
         "test_consistency": result.get("test/consistency"),
         "params": count_parameters(module.net),
         "data": run_cfg.data._target_.rsplit(".", 1)[-1],

@@ -96,6 +96,7 @@ def train(cfg: DictConfig, run_dir: Path, checked: Checked) -> dict[str, Any]:
         "test_acc": test["test/acc"],
         "test_loss": test["test/loss"],
         "test_acc_tta": test.get("test/acc_tta"),
+        "test_tta_share": test.get("test/tta_share"),  # with tta_select: the share of images given the views
         "test_consistency": consistency,
         "consistency_shift": module.consistency_shift,
         "epochs": trainer.current_epoch,

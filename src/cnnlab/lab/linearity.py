@@ -7,7 +7,7 @@ from rich.table import Table
 from torch import nn
 
 from cnnlab.config import compose_checked
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.lab.tools import build_net, input_shape, model_choice, parser
 from cnnlab.runs import console, console_script
 
@@ -62,8 +62,21 @@ def _main() -> None:
         )
     shape = input_shape(base)
     for activation in ("identity", "relu", "gelu"):
-        cfg = compose_checked([*args.overrides, f"model.activation={activation}"])
-        net = build_net(cfg)
+        try:
+            cfg = compose_checked([*args.overrides, f"model.activation={activation}"])
+            net = build_net(cfg)
+        except Exception as error:  # e.g. FastNet: its activation key names only smooth nonlinearities
+            refusal = error  # Hydra wraps what the model's constructor raised
+            while refusal is not None and not isinstance(refusal, ConfigError):
+                refusal = refusal.__cause__
+            if refusal is None:
+                raise
+            why = str(refusal).split(" Fix:")[0]
+            raise CnnlabError(
+                f"cnnlab-linearity swaps model.activation to identity, relu and gelu, but the model "
+                f"({model_choice(base)}) refuses {activation}: {why} Fix: a model whose activation can be "
+                f"identity, e.g. model=cnn or model=resnet."
+            ) from None
         _, _, affine = collapse_to_affine(net, shape)
         pool = str(cfg.model.get("pool", "-"))
         table.add_row(activation, pool, f"{superposition_error(net, shape):.2e}", f"{affine:.2e}")

@@ -9,11 +9,11 @@ from torch import nn
 
 from cnnlab.errors import check_choice
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
 
 
 def make_activation(name: str) -> nn.Module:
-    """Build an activation by name (relu, gelu, identity)."""
+    """Build an activation by name (relu, gelu, silu, identity)."""
     check_choice("model.activation", name, tuple(ACTIVATIONS))
     return ACTIVATIONS[name]()
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cnnlab.models import Backbone
+from cnnlab.errors import check_choice
+from cnnlab.models import Backbone, make_activation
 
 
 class FrozenScaleBatchNorm(nn.BatchNorm2d):
@@ -32,16 +33,16 @@ class DiracConv(nn.Conv2d):
             nn.init.dirac_(self.weight[: min(c_in, c_out)])
 
 
-def conv_group(c_in: int, c_out: int, bn_momentum: float) -> nn.Sequential:
-    """conv → 2×2 max pool → BN → GELU → conv → BN → GELU (pooling before BN halves the BN cost)."""
+def conv_group(c_in: int, c_out: int, bn_momentum: float, activation: str = "gelu") -> nn.Sequential:
+    """conv → 2×2 max pool → BN → act → conv → BN → act (pooling before BN halves the BN cost)."""
     return nn.Sequential(
         DiracConv(c_in, c_out),
         nn.MaxPool2d(2),
         FrozenScaleBatchNorm(c_out, bn_momentum),
-        nn.GELU(),
+        make_activation(activation),
         DiracConv(c_out, c_out),
         FrozenScaleBatchNorm(c_out, bn_momentum),
-        nn.GELU(),
+        make_activation(activation),
     )
 
 
@@ -59,6 +60,9 @@ class Scale(nn.Module):
 class FastNet(Backbone):
     """whiten(2×2, 24 ch) → GELU → groups of `widths` → 3×3 max pool → linear (no bias) × scale.
 
+    `activation` is the groups' nonlinearity (gelu as airbench; silu as the hiverge record); the one after the
+    whitening layer stays GELU in both.
+
     The whitening conv (features.0) is frozen; `experiment=fast94` sets it from data with the
     WhitenFromData callback.
     """
@@ -69,11 +73,13 @@ class FastNet(Backbone):
         whiten_kernel: int = 2,
         bn_momentum: float = 0.6,
         scale: float = 1 / 9,
+        activation: str = "gelu",
         *,
         num_classes: int,
         in_channels: int,
         image_size: int | tuple[int, int],
     ) -> None:
+        check_choice("model.activation", activation, ("gelu", "silu"))  # the smooth ones its recipes are tuned for
         whiten_width = (
             2 * in_channels * whiten_kernel**2
         )  # each whitening filter and its negative: GELU keeps both signs
@@ -82,7 +88,7 @@ class FastNet(Backbone):
         layers: list[nn.Module] = [whiten, nn.GELU()]
         channels = whiten_width
         for width in widths:
-            layers.append(conv_group(channels, width, bn_momentum))
+            layers.append(conv_group(channels, width, bn_momentum, activation))
             channels = width
         # A global max: at 32 px the last map is 3×3, where this is airbench's MaxPool2d(3); other sizes work too.
         head = nn.Sequential(

@@ -32,6 +32,8 @@ class ImageClassifier(L.LightningModule):
         self.net: torch.nn.Module = instantiate(config["model"])
         self.smoothing = config["label_smoothing"]
         self.tta = config.get("tta", 0)
+        self.tta_select = config.get("tta_select")  # runs from before it existed: every image
+        self.tta_share = MeanMetric()  # share of test images given the extra views
         self.consistency_shift = config.get("consistency_shift", 0)  # runs from before it existed: off
         if self.consistency_shift is None:  # an eighth of the shorter side: 4 px on 32-px images, 1 on 8-px digits
             self.consistency_shift = max(1, min(image_hw(config["data"]["image_size"])) // 8)
@@ -77,6 +79,8 @@ class ImageClassifier(L.LightningModule):
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True)
         if stage == "test" and self.tta:
             self.log("test/acc_tta", self.acc["tta_acc"], on_step=False, on_epoch=True)
+            if self.tta_select is not None:
+                self.log("test/tta_share", self.tta_share, on_step=False, on_epoch=True)
         if stage == "test" and self.consistency_shift:
             self.log("test/consistency", self.consistency, on_step=False, on_epoch=True)
 
@@ -95,7 +99,13 @@ class ImageClassifier(L.LightningModule):
         _, logits = self._step(batch, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
         if self.tta:
-            self.acc["tta_acc"].update(predict_tta(self, batch[0], self.tta, logits), batch[1])
+            images = batch[0]
+            if self.tta_select is None:
+                tta_logits = predict_tta(self, images, self.tta, logits)
+            else:
+                tta_logits, unsure = predict_tta_selected(self, images, self.tta, logits, self.tta_select)
+                self.tta_share.update(unsure.float().mean(), weight=len(images))
+            self.acc["tta_acc"].update(tta_logits, batch[1])
         if self.consistency_shift:
             self.consistency.update(shift_agreement(self, batch[0], self.consistency_shift, self.shift_generator))
 
@@ -162,6 +172,18 @@ def predict_tta(
     padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
     translated = 0.5 * mirror(padded[..., :h, :w]) + 0.5 * mirror(padded[..., 2:, 2:])
     return 0.5 * mirror(images, plain) + 0.5 * translated
+
+
+def predict_tta_selected(
+    model: torch.nn.Module, images: torch.Tensor, level: int, logits: torch.Tensor, below: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Selective TTA (the hiverge record): the extra views only for images whose plain prediction's top softmax
+    probability is below `below`; the others keep `logits`. Returns the logits and the mask of images given views."""
+    unsure = logits.float().softmax(-1).amax(-1) < below
+    selected = logits.clone()
+    if unsure.any():  # one host sync per test batch: the views' batch size depends on it
+        selected[unsure] = predict_tta(model, images[unsure], level, logits[unsure]).to(selected.dtype)
+    return selected, unsure
 
 
 def shifted(images: torch.Tensor, shift: int, offsets: torch.Tensor) -> torch.Tensor:

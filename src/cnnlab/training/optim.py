@@ -84,18 +84,19 @@ def triangle(optimizer: torch.optim.Optimizer, total_steps: int, start: float, p
 
 
 def orthogonalize(update: torch.Tensor, steps: int = 3) -> torch.Tensor:
-    """Push the singular values of a 2-D matrix towards 1 with a quintic Newton–Schulz iteration (Muon's
-    coefficients, tuned for few steps: the result is roughly, not exactly, orthogonal)."""
+    """Push the singular values of a 2-D matrix (or of each matrix in a stack, ...×m×n) towards 1 with a quintic
+    Newton–Schulz iteration (Muon's coefficients, tuned for few steps: the result is roughly, not exactly,
+    orthogonal)."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = update.float()
-    x = x / (x.norm() + 1e-7)  # spectral norm ≤ Frobenius norm = 1, inside the iteration's basin
-    tall = x.shape[0] > x.shape[1]
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm ≤ Frobenius norm = 1: the iteration's basin
+    tall = x.shape[-2] > x.shape[-1]
     if tall:
-        x = x.T
+        x = x.mT
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if tall else x).to(update.dtype)
+    return (x.mT if tall else x).to(update.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -105,6 +106,10 @@ class Muon(torch.optim.Optimizer):
     with `filter_momentum`, and is rescaled to norm sqrt(out) before each step: BatchNorm follows every filter, so
     only the direction matters and a fixed norm keeps the step's angle constant. The other parameters (biases, the
     linear head) keep their group's `lr`, `momentum` and `weight_decay` (so `norm_lr_scale` works as with SGD).
+
+    `ns_batched=True` orthogonalises filter banks of one shape together, as one stack of matrices (the hiverge
+    record batches every bank, zero-padded to the largest shape: on a GPU that saves kernel launches, on a CPU
+    the padding is 1.8× the arithmetic of FastNet's banks, so only equal shapes are stacked here).
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class Muon(torch.optim.Optimizer):
         filter_lr: float = 0.24,
         filter_momentum: float = 0.6,
         ns_steps: int = 3,
+        ns_batched: bool = False,
     ) -> None:
         groups = list(params)
         if groups and not isinstance(groups[0], dict):
@@ -133,7 +139,7 @@ class Muon(torch.optim.Optimizer):
                     {"params": filters, "lr": filter_lr, "momentum": filter_momentum, "weight_decay": 0.0, "muon": True}
                 )
         defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
-        super().__init__(split, {**defaults, "muon": False, "ns_steps": ns_steps})
+        super().__init__(split, {**defaults, "muon": False, "ns_steps": ns_steps, "ns_batched": ns_batched})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -143,6 +149,7 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            filters, updates = [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -155,8 +162,22 @@ class Muon(torch.optim.Optimizer):
                 buffer = state["momentum_buffer"]
                 buffer.mul_(group["momentum"]).add_(grad)
                 update = grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
-                if group["muon"]:
-                    p.mul_(len(p) ** 0.5 / p.norm())
-                    update = orthogonalize(update.reshape(len(p), -1), group["ns_steps"]).view_as(p)
-                p.add_(update, alpha=-group["lr"])
+                if not group["muon"]:
+                    p.add_(update, alpha=-group["lr"])
+                    continue
+                p.mul_(len(p) ** 0.5 / p.norm())
+                filters.append(p)
+                updates.append(update.reshape(len(p), -1))
+            if group["ns_batched"]:
+                by_shape: dict[torch.Size, list[int]] = {}
+                for i, u in enumerate(updates):
+                    by_shape.setdefault(u.shape, []).append(i)
+                for indices in by_shape.values():
+                    stacked = orthogonalize(torch.stack([updates[i] for i in indices]), group["ns_steps"])
+                    for i, u in zip(indices, stacked):
+                        updates[i] = u
+            else:
+                updates = [orthogonalize(u, group["ns_steps"]) for u in updates]
+            for p, u in zip(filters, updates):
+                p.add_(u.view_as(p), alpha=-group["lr"])
         return loss
