@@ -177,6 +177,9 @@ def test_one_seed_gives_a_gain_without_spread_and_an_unpaired_setting_no_row(tmp
     assert "| +1.00 |" in (out / "summary.md").read_text()
 
 
+# make test keeps the handmade sweep's gain tests (test_gain_is_the_mean_over_seeds_of_augmented_minus_unaugmented_
+# test_accuracy, ...) and test_sweep's real multirun (test_every_job_gets_its_own_directory_and_metrics)
+@pytest.mark.slow
 def test_augmentation_lab_on_tiny_data_gives_the_gain_table_through_cnnlab_compare(tmp_path):
     sweep = tmp_path / "lab"
     axes = ["augment=none,crop_flip", "model.width=4,8", "data.train_subset=300", "seed=0"]  # 4 of the 36 jobs

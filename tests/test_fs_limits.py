@@ -16,7 +16,7 @@ import yaml
 from cnnlab.errors import user_error
 
 BIN = Path(sys.executable).parent
-TRAIN = ("data=tiny", "trainer.max_epochs=1", "progress_bar=false")
+TRAIN = ("data=tiny", "trainer.max_epochs=1", "progress_bar=false", "data.train_count=300", "data.val_size=60")
 
 
 def limited(limit_kb: int, *argv: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -73,6 +73,9 @@ def test_one_class_folder_is_refused_naming_the_folder_the_class_and_the_fix(tmp
     assert "at least 2 classes" in text and "Fix:" in text and "\n" not in text
 
 
+# make test keeps test_one_class_folder_is_refused_naming_the_folder_the_class_and_the_fix (in process) and
+# test_data_sources's test_the_command_line_refuses_a_missing_image_folder_in_one_line (a data refusal by cnnlab-train)
+@pytest.mark.slow
 def test_the_command_line_refuses_one_class_in_one_line_and_writes_nothing(tmp_path):
     write_pngs(tmp_path / "pets" / "cat", 12, seed=0)
     proc, lines = cli(tmp_path, "data=imagefolder", f"data.root={tmp_path / 'pets'}")
@@ -121,6 +124,9 @@ def test_several_damaged_files_are_listed_in_one_line(tmp_path):
     assert "\n" not in text
 
 
+# make test keeps test_a_truncated_png_is_named_at_setup[streamed] (in process) and test_data_sources's
+# test_the_command_line_refuses_a_missing_image_folder_in_one_line (a data refusal by cnnlab-train)
+@pytest.mark.slow
 def test_the_command_line_refuses_a_truncated_file_before_anything_is_written_when_streamed(tmp_path):
     write_pngs(tmp_path / "pets" / "a", 8, seed=0)
     bad = write_pngs(tmp_path / "pets" / "b", 8, seed=1)[5]

@@ -66,6 +66,8 @@ class RecordAtTestStart(L.Callback):
 # --- the run-dir lock against a second cnnlab process ----------------------------------------------------------
 
 
+# make test keeps test_robustness's test_a_run_dir_another_process_is_writing_is_refused_and_left_alone (in process)
+@pytest.mark.slow
 def test_a_second_cnnlab_train_on_a_training_run_dir_is_refused_in_one_line_and_the_first_finishes(tmp_path):
     bin_dir = Path(sys.executable).parent
     run_dir, gate, started = tmp_path / "run", tmp_path / "go", tmp_path / "started"
@@ -335,6 +337,9 @@ def test_a_model_target_that_is_no_network_is_named_by_the_fit_check():
 # --- user config folders: an interpolation to a key that is not there ------------------------------------------
 
 
+# make test keeps test_an_interpolation_error_names_the_key_that_holds_it_where_omegaconf_says (the message) and
+# test_train's test_cli_bad_value_is_one_clear_error_without_traceback (the command line's exit 2, nothing written)
+@pytest.mark.slow
 def test_a_user_config_interpolating_a_missing_key_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
     # it was an omegaconf InterpolationKeyError traceback (105 lines), exit 1
     (tmp_path / "conf" / "model").mkdir(parents=True)

@@ -206,9 +206,25 @@ def test_sigterm_between_epochs_is_the_runs_interruption_with_a_record(tmp_path)
     assert (tmp_path / "checkpoints" / "interrupted.ckpt").exists()
 
 
-@pytest.mark.parametrize("epoch", [0, 1, 2])  # inside the first epoch, after one, inside the last
-def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, epoch):
-    _, straight = train(tmp_path / "straight", "trainer.max_epochs=3")
+@pytest.fixture(scope="module")
+def straight3(tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted 3-epoch run (its folder and record), shared by the tests that resume to its end."""
+    run_dir = tmp_path_factory.mktemp("straight3")
+    return run_dir, train(run_dir, "trainer.max_epochs=3")[1]
+
+
+@pytest.fixture(scope="module")
+def straight2(tmp_path_factory) -> dict:
+    """An uninterrupted 2-epoch run's record."""
+    return train(tmp_path_factory.mktemp("straight2"), "trainer.max_epochs=2")[1]
+
+
+@pytest.mark.parametrize(  # inside the first epoch, after one, inside the last
+    "epoch",
+    [0, pytest.param(1, marks=pytest.mark.slow), 2],  # 1 resumes from last.ckpt as 2 does: make test-slow
+)
+def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, epoch, straight3):
+    straight_dir, straight = straight3
     interrupted_dir = tmp_path / "interrupted"
     interrupted_run(interrupted_dir, epoch)
     assert (interrupted_dir / "checkpoints" / "interrupted.ckpt").exists()
@@ -216,10 +232,7 @@ def test_interrupt_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, 
     code, resumed = train(interrupted_dir, "trainer.max_epochs=3", f"resume={interrupted_dir}")
     assert code == 0 and resumed["status"] == "completed"
     assert [resumed[k] for k in COMPARED] == [straight[k] for k in COMPARED]
-    final = [
-        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
-        for d in (tmp_path / "straight", interrupted_dir)
-    ]
+    final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (straight_dir, interrupted_dir)]
     assert final[0]["global_step"] == final[1]["global_step"] == 3 * 8  # 500 images / 64 per batch → 8 steps
     assert all(torch.equal(final[0]["state_dict"][k], final[1]["state_dict"][k]) for k in final[0]["state_dict"])
 
@@ -275,6 +288,9 @@ def test_nan_guard_checking_every_few_steps_still_names_the_first_bad_step(tmp_p
         guard.on_train_batch_end(trainer, module, torch.tensor(float("nan")), None, 2)
 
 
+# make test keeps test_sigterm_between_epochs_is_the_runs_interruption_with_a_record (SIGTERM, in process) and
+# test_cpu_kinds's test_a_process_that_dies_without_a_record_gets_one_that_says_how_far_it_got (a real cnnlab-train)
+@pytest.mark.slow
 def test_sigterm_from_outside_saves_and_exits_cleanly(tmp_path):
     exe = Path(sys.executable).with_name("cnnlab-train")
     run_dir = tmp_path / "run"
@@ -333,11 +349,13 @@ def test_a_signal_outside_the_training_batches_records_an_interrupted_run_and_ex
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT takes the same path as SIGTERM: make test keeps SIGTERM here and both signals in
+# test_a_signal_outside_the_training_batches_records_an_interrupted_run_and_exits_128_plus_it
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_signal_in_the_last_epochs_validation_is_an_interruption_that_resumes_to_the_uninterrupted_end(
-    tmp_path, signum
+    tmp_path, signum, straight2
 ):
-    _, straight = train(tmp_path / "straight", "trainer.max_epochs=2")
+    straight = straight2
     run_dir = tmp_path / "stopped"
     code, record = train(
         run_dir,
@@ -429,8 +447,8 @@ def test_parallel_jobs_prepare_the_data_dir_once(tmp_path, monkeypatch):
     assert len(calls) == 1 and most_active[0] == 1
 
 
-def test_resume_reads_the_last_checkpoint_not_the_best(tmp_path):
-    _, straight = train(tmp_path / "straight", "trainer.max_epochs=3")
+def test_resume_reads_the_last_checkpoint_not_the_best(tmp_path, straight3):
+    straight_dir = straight3[0]
     run_dir = tmp_path / "interrupted"
     interrupted_run(run_dir, epoch=2)  # last.ckpt: the end of epoch 1; interrupted.ckpt: inside epoch 2
     ckpts = run_dir / "checkpoints"
@@ -438,7 +456,7 @@ def test_resume_reads_the_last_checkpoint_not_the_best(tmp_path):
     (ckpts / ".interrupted.ckpt.partial").write_bytes(b"x" * 1000)  # a save killed midway (SIGKILL) left this
     code, resumed = train(run_dir, "trainer.max_epochs=3", f"resume={run_dir}")
     assert code == 0 and resumed["status"] == "completed" and not (ckpts / ".interrupted.ckpt.partial").exists()
-    final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (tmp_path / "straight", run_dir)]
+    final = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (straight_dir, run_dir)]
     assert all(torch.equal(final[0]["state_dict"][k], final[1]["state_dict"][k]) for k in final[0]["state_dict"])
 
 

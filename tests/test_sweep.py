@@ -42,11 +42,11 @@ def multirun(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """depth_pool_aug narrowed to 6 jobs over two seeds; the two with depth 7 cannot work."""
+    """depth_pool_aug narrowed to 6 jobs over two seeds; the two with depth 7 cannot work. Without TensorBoard's
+    lab images and with 100 test images: what the tests read is the records, the curves and the events files."""
     sweep_dir = tmp_path_factory.mktemp("sweeps") / "depth_pool"
-    proc = multirun(
-        sweep_dir, "experiment=depth_pool_aug", "model.depth=2,3,7", "model.pool=max", "augment=none", "seed=0,1"
-    )
+    axes = ["experiment=depth_pool_aug", "model.depth=2,3,7", "model.pool=max", "augment=none", "seed=0,1"]
+    proc = multirun(sweep_dir, *axes, "lab_images=false", "data.test_count=100")
     return sweep_dir, proc
 
 
@@ -133,6 +133,9 @@ def test_seeds_of_one_setting_are_grouped_with_mean_and_std(sweep, tmp_path):
     assert table[2]["jobs"] == "0/2"
 
 
+# make test keeps the sweep fixture's real multirun (test_every_job_gets_its_own_directory_and_metrics), every
+# experiment config composed (test_configs), and compare's report of a swept augment (test_aug_gain)
+@pytest.mark.slow
 def test_aug_vs_noaug_runs_on_tiny_data(tmp_path):
     sweep_dir = tmp_path / "aug"
     proc = multirun(sweep_dir, "experiment=aug_vs_noaug", "seed=0")
@@ -272,8 +275,9 @@ def test_a_searched_key_the_model_lacks_is_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model", [pytest.param(m, marks=[] if m == "resnet" else pytest.mark.slow) for m in MODEL_SPACE]
-)
+    "model", [pytest.param(m, marks=pytest.mark.slow) for m in MODEL_SPACE]
+)  # make test keeps test_optuna_search_runs_trials_and_reports_the_best (a real search) and
+# test_optuna_composes_with_every_model_searching_keys_it_has (every model's space, in process)
 def test_optuna_runs_a_trial_of_every_built_in_model(model, tmp_path):
     sweep_dir = tmp_path / "optuna"
     exe = Path(sys.executable).with_name("cnnlab-train")

@@ -85,12 +85,22 @@ def test_the_leaves_cover_nested_groups():
     assert isinstance(keys["augment.ops"], ListConfig) and not isinstance(keys["model.depth"], DictConfig)
 
 
+# ~5-10 s each, so make test-slow: the same refusals are pinned in process (test_lab's model=no_such_model_xyz,
+# model._target_ below), and make test keeps test_train's test_cli_bad_value_is_one_clear_error_without_traceback,
+# a refusal by cnnlab-train that takes this path (exit 2, one message, no traceback, nothing written)
 CLI_CASES = [  # a name no config will plausibly take: the list of valid ones grows as configs are added
-    (["model=no_such_model_xyz"], "model=no_such_model_xyz is not a config in conf/model/. Valid: cnn, fast, mlp"),
-    # ~5 s each; the same refusals are pinned in process, and test_train's model.pool=maxx takes this path too
+    pytest.param(
+        ["model=no_such_model_xyz"],
+        "model=no_such_model_xyz is not a config in conf/model/. Valid: cnn, fast, mlp",
+        marks=pytest.mark.slow,
+    ),
     pytest.param(["model.dpth=3"], "model.dpth is not a key of the config", marks=pytest.mark.slow),
     pytest.param(["threads=-1"], "threads=-1 is out of range", marks=pytest.mark.slow),  # before torch's threads
-    (["model._target_=nonexistent.Module"], "model._target_=nonexistent.Module cannot be imported"),
+    pytest.param(
+        ["model._target_=nonexistent.Module"],
+        "model._target_=nonexistent.Module cannot be imported",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 
