@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DIR ?= outputs
 
-.PHONY: help install lint doctor train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 peer94muon mutation mlflow tensorboard clean
+.PHONY: help install lint doctor train eval sweep compare test test-slow test-slurm slurm-local bench bench-fastnet peer94 peer94muon peerhiverge mutation mlflow tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -77,6 +77,9 @@ peer94:  ## cpu94's peer: airbench94 in plain PyTorch on this CPU, e.g. make pee
 
 peer94muon:  ## cpu94's second peer: airbench94_muon in plain PyTorch, e.g. make peer94muon DATA=../shared/data SEED=0
 	/usr/bin/time -f "%e s for the whole process" $(BIN)/python scripts/peer_airbench94_muon.py --data-dir $(DATA) --seed $(or $(SEED),0)
+
+peerhiverge:  ## cpu94's third peer: hiverge's cifar10-speedrun (the GPU record) in plain PyTorch, e.g. make peerhiverge DATA=../shared/data SEED=0
+	/usr/bin/time -f "%e s for the whole process" $(BIN)/python scripts/peer_hiverge.py --data-dir $(DATA) --seed $(or $(SEED),0)
 
 # The GPU check (scripts/gpu_check.py): gpu-pack here, then gpu-check on a CUDA machine, whose python3 holds torch
 # (cnnlab is read from this checkout's src/, the packages that python lacks installed from gpu_data/wheels).

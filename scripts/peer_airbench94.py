@@ -1,8 +1,12 @@
 """The speedrun's peer, measured on the machine at hand: airbench94 (Keller Jordan's CIFAR-10 speedrun, 94% in
 9.9 epochs) written out in plain PyTorch for a CPU, importing nothing from cnnlab.
 
-The only changes from the GPU recipe are the ones a CPU needs, as in issue #9's port: bf16 autocast instead of
-fp16 weights (weights and optimizer state stay fp32), channels_last, and data read from the CIFAR-10 pickles.
+The only changes from the GPU recipe are the ones a CPU needs, as in issue #9's port: fp32 weights and optimizer
+state instead of fp16 ones, computed under bf16 autocast only where the CPU has native bf16 (avx512_bf16 or amx_bf16
+in /proc/cpuinfo's flags; elsewhere bf16 is emulated, slower than fp32, so plain fp32: issue #31), channels_last, and
+data read from the CIFAR-10 pickles. --device cuda runs it on a CUDA GPU under bf16 autocast, the data on the GPU and
+every random draw still from the seeded CPU generator (a seed names the same run). The first line printed says which
+device and precision were chosen, and why.
 Every hyperparameter is airbench94's: batch 1,024, 9.9 epochs, Nesterov SGD (lr 11.5, momentum 0.85, weight
 decay 0.0153 per 1,024 images, BatchNorm biases at 64× the lr), a triangular schedule, label smoothing 0.2,
 a frozen 2×2 whitening layer whose bias trains for 3 epochs, BatchNorm momentum 0.6 with fixed unit scale, Lookahead
@@ -20,6 +24,7 @@ import argparse
 import math
 import pickle
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,68 @@ HYP = dict(
     epochs=9.9, batch=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, bias_scaler=64.0, label_smoothing=0.2,
     whiten_bias_epochs=3, widths=(64, 256, 256), bn_momentum=0.6, scaling=1 / 9, translate=2, lookahead_every=5,
 )  # fmt: skip
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of a CPU that computes bf16 natively
+RUN: dict = dict(device=torch.device("cpu"), dtype=None)  # set by setup_device: where the peer runs, autocast dtype
+
+
+def cpu_flags(source: str | Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags: the first `flags` line of /proc/cpuinfo, `source` being its path or its text (an
+    unreadable path gives none)."""
+    if isinstance(source, Path):
+        try:
+            source = source.read_text()
+        except OSError:
+            return set()
+    for line in source.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def choose_precision(device: str, flags: set[str]) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype, or None for plain fp32; the choice in words): bf16 on a CUDA GPU and on a CPU with native bf16
+    (`flags` holding avx512_bf16 or amx_bf16), else fp32, since a CPU without them emulates bf16, slower than fp32."""
+    if device == "cuda":
+        return torch.bfloat16, "cuda, bf16 autocast (fp32 weights)"
+    native = [flag for flag in NATIVE_BF16 if flag in flags]
+    if native:
+        return torch.bfloat16, f"cpu, bf16 autocast (fp32 weights; {'/'.join(native)} on this CPU)"
+    return None, f"cpu, fp32 (no {'/'.join(NATIVE_BF16)} on this CPU)"
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """--device: the peers' device (precision follows from it and the CPU, by choose_precision)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu (bf16 autocast only with native bf16, else fp32) or cuda (bf16)")  # fmt: skip
+
+
+def setup_device(name: str) -> torch.device:
+    """Choose the device and precision (stored in RUN, read by autocast and compute_dtype), print them and why."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU here")
+    dtype, why = choose_precision(name, cpu_flags() if name == "cpu" else set())
+    if name == "cuda":
+        why = f"{why}, {torch.cuda.get_device_name()}"
+    RUN.update(device=torch.device(name), dtype=dtype)
+    print(f"device and precision: {why}", flush=True)
+    return RUN["device"]
+
+
+def autocast() -> AbstractContextManager:
+    """The chosen precision: bf16 autocast on the chosen device, or a disabled one (plain fp32)."""
+    return torch.autocast(RUN["device"].type, dtype=RUN["dtype"] or torch.bfloat16, enabled=RUN["dtype"] is not None)
+
+
+def compute_dtype() -> torch.dtype:
+    """The dtype that the peers' own matrix work outside autocast (Muon's Newton-Schulz) uses: autocast's, or fp32."""
+    return RUN["dtype"] or torch.float32
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work (before reading a clock)."""
+    if RUN["device"].type == "cuda":
+        torch.cuda.synchronize()
 
 
 def load_cifar(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -60,27 +127,30 @@ class Conv(nn.Conv2d):
 
 
 class BatchNorm(nn.BatchNorm2d):
-    """BatchNorm with a fixed unit scale and a trained bias (airbench's)."""
+    """BatchNorm with a fixed unit scale and a trained bias (airbench's); `momentum` in airbench's sense (the running
+    statistics keep that share), airbench94's 0.6 unless given."""
 
-    def __init__(self, c: int) -> None:
-        super().__init__(c, eps=1e-12, momentum=1 - HYP["bn_momentum"])
+    def __init__(self, c: int, momentum: float | None = None) -> None:
+        super().__init__(c, eps=1e-12, momentum=1 - (HYP["bn_momentum"] if momentum is None else momentum))
         self.weight.requires_grad = False
 
 
-def conv_group(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        Conv(c_in, c_out), nn.MaxPool2d(2), BatchNorm(c_out), nn.GELU(), Conv(c_out, c_out), BatchNorm(c_out), nn.GELU()
-    )
+def conv_group(
+    c_in: int, c_out: int, act: type[nn.Module] = nn.GELU, bn_momentum: float | None = None
+) -> nn.Sequential:
+    bn = lambda: BatchNorm(c_out, bn_momentum)  # noqa: E731
+    return nn.Sequential(Conv(c_in, c_out), nn.MaxPool2d(2), bn(), act(), Conv(c_out, c_out), bn(), act())
 
 
-def make_net() -> nn.Sequential:
+def make_net(act: type[nn.Module] = nn.GELU, bn_momentum: float | None = None) -> nn.Sequential:
+    """airbench's network; `act` is the conv groups' activation (the one after the whitening stays GELU)."""
     w1, w2, w3 = HYP["widths"]
     return nn.Sequential(
         nn.Conv2d(3, 24, 2, padding=0, bias=True),  # whitening, set from the data below
         nn.GELU(),
-        conv_group(24, w1),
-        conv_group(w1, w2),
-        conv_group(w2, w3),
+        conv_group(24, w1, act, bn_momentum),
+        conv_group(w1, w2, act, bn_momentum),
+        conv_group(w2, w3, act, bn_momentum),
         nn.MaxPool2d(3),
         nn.Flatten(),
         nn.Linear(w3, 10, bias=False),
@@ -99,18 +169,20 @@ def init_whitening(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) ->
 
 
 def forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast():
         return net(x.contiguous(memory_format=torch.channels_last)).float() * HYP["scaling"]
 
 
 def translate(padded: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """A random size×size window of each padded image (two gathers: rows, then columns)."""
+    """A random size×size window of each padded image (two gathers: rows, then columns); the offsets are drawn on the
+    CPU from `generator`, whatever the images' device."""
     n, c, h, w = padded.shape
-    dy = torch.randint(0, h - size + 1, (n, 1), generator=generator)
-    dx = torch.randint(0, w - size + 1, (n, 1), generator=generator)
-    rows = (dy + torch.arange(size)).view(n, 1, size, 1).expand(n, c, size, w)
+    dy = torch.randint(0, h - size + 1, (n, 1), generator=generator).to(padded.device)
+    dx = torch.randint(0, w - size + 1, (n, 1), generator=generator).to(padded.device)
+    span = torch.arange(size, device=padded.device)
+    rows = (dy + span).view(n, 1, size, 1).expand(n, c, size, w)
     out = padded.gather(2, rows)
-    cols = (dx + torch.arange(size)).view(n, 1, 1, size).expand(n, c, size, size)
+    cols = (dx + span).view(n, 1, 1, size).expand(n, c, size, size)
     return out.gather(3, cols)
 
 
@@ -156,16 +228,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=HYP["epochs"], help="9.9 is airbench94's; less to try it")
     add_curve_option(parser)
+    add_device_option(parser)
     args = parser.parse_args()
     HYP["epochs"] = args.epochs
     start = time.perf_counter()
+    device = setup_device(args.device)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     train_u8, train_y, test_u8, test_y = load_cifar(args.data_dir)
-    normalize = lambda u8: (u8.float() / 255 - MEAN) / STD  # noqa: E731
-    train_x, test_x = normalize(train_u8), normalize(test_u8)
+    normalize = lambda u8: ((u8.float() / 255 - MEAN) / STD).to(device)  # noqa: E731
+    train_x, test_x, train_y, test_y = normalize(train_u8), normalize(test_u8), train_y.to(device), test_y.to(device)
 
-    net = make_net().to(memory_format=torch.channels_last)
+    net = make_net().to(device, memory_format=torch.channels_last)
     init_whitening(net[0], train_x[:5000])
     batch, momentum = HYP["batch"], HYP["momentum"]
     steps_per_epoch = len(train_x) // batch
@@ -193,7 +267,7 @@ def main() -> None:
                 ema[k].lerp_(v, 1 - decay)
                 v.copy_(ema[k])
 
-    flipped_once = torch.where((torch.rand(len(train_x), generator=gen) < 0.5).view(-1, 1, 1, 1),
+    flipped_once = torch.where((torch.rand(len(train_x), generator=gen) < 0.5).view(-1, 1, 1, 1).to(device),
                                train_x.flip(-1), train_x)  # fmt: skip
     padded = F.pad(flipped_once, (HYP["translate"],) * 4, "reflect")
     step, train_s, curve_s = 0, 0.0, 0.0
@@ -203,7 +277,7 @@ def main() -> None:
         images = translate(padded, 32, gen)
         if epoch % 2 == 1:
             images = images.flip(-1)
-        order = torch.randperm(len(images), generator=gen)
+        order = torch.randperm(len(images), generator=gen).to(device)
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
             loss = F.cross_entropy(forward(net, images[idx]), train_y[idx], label_smoothing=HYP["label_smoothing"],
@@ -217,6 +291,7 @@ def main() -> None:
                 lookahead(alpha[step].item())
             if step >= total_steps:
                 break
+        synchronize()
         train_s += time.perf_counter() - t0
         print(f"epoch {epoch + 1}: train loss {loss.item() / batch:.3f}, {train_s:.0f} s of training", flush=True)
         if args.curve:

@@ -6,8 +6,10 @@ peer_airbench94.py beside this file. What differs is airbench94_muon's: logits d
 scaled by 1/9) from a head initialised to unit std, batch 2,000, 8 epochs, no Lookahead, Muon (momentum 0.6,
 Nesterov, lr 0.24, three Newton-Schulz steps in bf16) for the conv filters, Nesterov SGD (momentum 0.85) for the
 BatchNorm biases (lr 0.053), the whitening bias (lr 0.053, for 3 epochs) and the head (lr 0.67) on the summed
-loss, weight decay 2e-6 × batch, and every lr decaying linearly to 0. The CPU changes are the first peer's: bf16
-autocast, channels_last, data read from the CIFAR-10 pickles.
+loss, weight decay 2e-6 × batch, and every lr decaying linearly to 0. The CPU changes are the first peer's: fp32
+weights and optimizer state under bf16 autocast only on a CPU with native bf16, else plain fp32 (issue #31; the
+Newton-Schulz steps, bf16 in the recipe, follow the same rule), channels_last, data read from the CIFAR-10 pickles;
+--device cuda as the first peer's.
 
     python scripts/peer_airbench94_muon.py --data-dir ../shared/data --seed 0   # prints test accuracy and times
 
@@ -28,11 +30,16 @@ from peer_airbench94 import (
     MEAN,
     STD,
     add_curve_option,
+    add_device_option,
+    autocast,
+    compute_dtype,
     curve_point,
     evaluate,
     init_whitening,
     load_cifar,
     make_net,
+    setup_device,
+    synchronize,
     translate,
 )
 
@@ -43,15 +50,16 @@ HYP = dict(
 
 
 def forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Logits under bf16 autocast, divided by the head's 256 input features (airbench94_muon's scaling)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    """Logits at the chosen precision, divided by the head's 256 input features (airbench94_muon's scaling)."""
+    with autocast():
         return net(x.contiguous(memory_format=torch.channels_last)).float() / net[-1].in_features
 
 
 def orthogonalize(g: torch.Tensor, steps: int) -> torch.Tensor:
-    """The nearest semi-orthogonal matrix to `g` (rows × columns), by Newton-Schulz iterations in bf16."""
+    """The nearest semi-orthogonal matrix to `g` (rows × columns), by Newton-Schulz iterations in bf16 (fp32 where the
+    precision rule says fp32)."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.bfloat16()
+    x = g.to(compute_dtype())
     x = x / (x.norm() + 1e-7)
     tall = g.size(0) > g.size(1)
     if tall:
@@ -85,6 +93,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=HYP["epochs"], help="8 is airbench94_muon's; less to try it")
     add_curve_option(parser)
+    add_device_option(parser)
     parser.add_argument("--sizes", default="", help="ablation, progressive resizing: per-epoch training image sizes, "
                         "e.g. 16,16,24,24,32,32,32,32 (the test stays at 32 px); default 32 throughout")  # fmt: skip
     parser.add_argument("--tta-select", action="store_true", help="ablation, selective TTA: also print the accuracy "
@@ -94,16 +103,17 @@ def main() -> None:
     if len(sizes) != args.epochs:
         parser.error(f"--sizes names {len(sizes)} sizes for {args.epochs} epochs; give one per epoch")
     start = time.perf_counter()
+    device = setup_device(args.device)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     train_u8, train_y, test_u8, test_y = load_cifar(args.data_dir)
-    normalize = lambda u8: (u8.float() / 255 - MEAN) / STD  # noqa: E731
-    train_x, test_x = normalize(train_u8), normalize(test_u8)
+    normalize = lambda u8: ((u8.float() / 255 - MEAN) / STD).to(device)  # noqa: E731
+    train_x, test_x, train_y, test_y = normalize(train_u8), normalize(test_u8), train_y.to(device), test_y.to(device)
 
     net = make_net()
     if args.sizes:  # a global max instead of airbench's 3×3 one, which needs a 3×3 map (32 px); the same at 32 px
         net[5] = nn.AdaptiveMaxPool2d(1)
-    net = net.to(memory_format=torch.channels_last)
+    net = net.to(device, memory_format=torch.channels_last)
     whiten, head = net[0], net[-1]
     head.weight.data /= head.weight.data.std()
     init_whitening(whiten, train_x[:5000])
@@ -125,7 +135,7 @@ def main() -> None:
     muon = Muon(filters, lr=HYP["filter_lr"], momentum=HYP["filter_momentum"], ns_steps=HYP["ns_steps"])
     groups = [(g, g["lr"]) for g in (*sgd.param_groups, *muon.param_groups)]
 
-    flipped_once = torch.where((torch.rand(len(train_x), generator=gen) < 0.5).view(-1, 1, 1, 1),
+    flipped_once = torch.where((torch.rand(len(train_x), generator=gen) < 0.5).view(-1, 1, 1, 1).to(device),
                                train_x.flip(-1), train_x)  # fmt: skip
     padded = F.pad(flipped_once, (HYP["translate"],) * 4, "reflect")
     step, train_s, curve_s = 0, 0.0, 0.0
@@ -136,7 +146,7 @@ def main() -> None:
             images = images.flip(-1)
         if sizes[epoch] != 32:
             images = F.interpolate(images, size=(sizes[epoch],) * 2, mode="bilinear", antialias=True)
-        order = torch.randperm(len(images), generator=gen)
+        order = torch.randperm(len(images), generator=gen).to(device)
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
             whiten.bias.requires_grad = step < whiten_steps
@@ -149,6 +159,7 @@ def main() -> None:
             muon.step()
             net.zero_grad(set_to_none=True)
             step += 1
+        synchronize()
         train_s += time.perf_counter() - t0
         print(f"epoch {epoch + 1}: train loss {loss.item() / batch:.3f}, {train_s:.0f} s of training", flush=True)
         if args.curve:
