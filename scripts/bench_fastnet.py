@@ -32,28 +32,17 @@ CIFAR10 = {
 
 
 def training_step(
-    batch: int,
-    bf16: bool,
-    channels_last: bool,
-    muon: bool,
-    size: int = 32,
-    compile_net: bool = False,
-    activation: str = "gelu",
-    ns_batched: bool = False,
+    batch: int, bf16: bool, channels_last: bool, muon: bool, size: int = 32, compile_net: bool = False
 ) -> Callable[[], None]:
     """One FastNet training step (forward, label-smoothed loss, backward, optimizer step) on a fixed random batch."""
     torch.manual_seed(0)
-    net = FastNet(**CIFAR10, activation=activation)
+    net = FastNet(**CIFAR10)
     x = torch.randn(batch, 3, size, size)
     if channels_last:
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     groups = param_groups(net, {"lr": 0.1, "weight_decay": 0.0}, 64.0)
-    optimizer = (
-        Muon(groups, lr=0.1, ns_batched=ns_batched)
-        if muon
-        else torch.optim.SGD(groups, lr=0.1, momentum=0.85, nesterov=True)
-    )
+    optimizer = Muon(groups, lr=0.1) if muon else torch.optim.SGD(groups, lr=0.1, momentum=0.85, nesterov=True)
     if compile_net:
         net.compile()
 
@@ -126,25 +115,32 @@ def speedrun_table(repeats: int) -> None:
 
 
 def ideas_table(repeats: int) -> None:
-    """cpu94's step (Muon, channels_last, bf16 only where the CPU has it, as precision=auto) with each of the
-    record's ideas that changes the step: SiLU, a smaller batch, batched Newton–Schulz; then Muon's step alone."""
+    """What the record's ideas change in cpu94's step (precision as `auto` picks: bf16 only where the CPU has it):
+    the step at batch 2,000 and 1,000, GELU against SiLU on FastNet's group activations, Muon's step alone per bank
+    and batched by shape. Each small effect is timed on its own: inside a whole step it drowns in the step's noise."""
     bf16 = cpu_has_native_bf16()
     print(f"precision: {'bf16 autocast' if bf16 else 'fp32 (no native bf16 here, as precision=auto picks)'}\n")
-    print("| step | batch | images/s (median) | × cpu94's step |")
-    print("|---|---|---|---|")
+    print("| cpu94's step | images/s (median) | × batch 2,000 |\n|---|---|---|")
     base = None
-    cases = [
-        ("cpu94 (GELU, per-bank Newton–Schulz)", 2000, {}),
-        ("SiLU", 2000, {"activation": "silu"}),
-        ("batch 1536", 1536, {}),
-        ("batch 1000", 1000, {}),
-        ("batched Newton–Schulz", 2000, {"ns_batched": True}),
-    ]
-    for name, batch, options in cases:
-        rate, _ = images_per_second(training_step(batch, bf16, True, True, **options), batch, 2, repeats)
+    for batch in (2000, 1000):
+        rate, _ = images_per_second(training_step(batch, bf16, True, True), batch, max(1, 2000 // batch), repeats)
         base = base or rate
-        print(f"| {name} | {batch} | {rate:.0f} | {rate / base:.2f} |", flush=True)
-    print("\n| Muon step alone (FastNet's filters, fixed gradients) | ms (median of 20) |\n|---|---|")
+        print(f"| batch {batch} | {rate:.0f} | {rate / base:.2f} |", flush=True)
+    # The groups' activation inputs for 250 images (32 px): two per group, after the pool and after the second conv.
+    shapes = [(64, 15, 15), (64, 15, 15), (256, 7, 7), (256, 7, 7), (256, 3, 3), (256, 3, 3)]
+    print("\n| groups' activations, forward + backward | ms per 1,000 images (median of 7) |\n|---|---|")
+    for name, act in (("GELU", F.gelu), ("SiLU", F.silu)):
+        xs = [torch.randn(250, *shape).contiguous(memory_format=torch.channels_last) for shape in shapes]
+        times = []
+        for _ in range(8):
+            inputs = [x.clone().requires_grad_() for x in xs]
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                total = sum(act(x).float().sum() for x in inputs)
+            total.backward()
+            times.append(4e3 * (time.perf_counter() - start))
+        print(f"| {name} | {statistics.median(times[1:]):.0f} |", flush=True)
+    print("\n| Muon's step alone (FastNet's 6 filter banks, fixed gradients) | ms (median of 20) |\n|---|---|")
     for batched in (False, True):
         torch.manual_seed(0)
         net = FastNet(**CIFAR10)

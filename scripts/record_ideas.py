@@ -37,6 +37,7 @@ JITTER = "augment=alt_flip_translate_jitter"
 IDEAS: dict[str, tuple[float, int, list[str]]] = {
     "cpu94": (8, 2000, []),
     "jitter, 7 epochs": (7, 2000, [JITTER]),
+    "jitter, 7.5 epochs": (7.5, 2000, [JITTER]),
     "jitter, 6.5 epochs": (6.5, 2000, [JITTER]),
     "jitter, 6 epochs": (6, 2000, [JITTER]),
     "selective TTA p=0.7": (8, 2000, ["tta_select=0.7"]),
@@ -44,18 +45,26 @@ IDEAS: dict[str, tuple[float, int, list[str]]] = {
     "batch 1000": (8, 1000, []),
     "batch 1000, 7 epochs": (7, 1000, []),
     "SiLU, jitter, 7 epochs": (7, 2000, ["model.activation=silu", JITTER]),
+    "batch 1000, jitter, 7 epochs": (7, 1000, [JITTER]),
+    "batch 1000, jitter, 7.5 epochs": (7.5, 1000, [JITTER]),
+    "batch 1000, jitter, 6.5 epochs": (6.5, 1000, [JITTER]),
     "batch 1000, jitter, 6 epochs": (6, 1000, [JITTER]),
+    "batch 500, jitter, 7 epochs": (7, 500, [JITTER]),
+    "batch 500, jitter, 6 epochs": (6, 500, [JITTER]),
     "jitter, 8 epochs": (8, 2000, [JITTER]),
     "selective TTA p=0.5": (8, 2000, ["tta_select=0.5"]),
+    "cpu94_fast": (7, 1000, ["experiment=cpu94_fast"]),  # the kept ideas, as conf/experiment/cpu94_fast.yaml
 }
 
 
 def overrides_for(epochs: float, batch: int, extra: list[str]) -> list[str]:
     """cnnlab-train overrides for an idea: epochs (whole or fractional), batch with rescaled learning rates."""
+    if any(o.startswith("experiment=") for o in extra):  # another experiment sets its own epochs, batch and lr
+        return extra
     steps_per_epoch = TRAIN_IMAGES // batch  # drop_last, as the recipe
     out = [f"trainer.max_epochs={math.ceil(epochs)}"]
     if epochs != int(epochs):
-        out.append(f"trainer.max_steps={math.ceil(epochs * steps_per_epoch)}")
+        out.append(f"++trainer.max_steps={math.ceil(epochs * steps_per_epoch)}")  # ++: not in every trainer config
     if batch != RECIPE_BATCH:
         ratio = batch / RECIPE_BATCH
         out += [
@@ -68,7 +77,9 @@ def overrides_for(epochs: float, batch: int, extra: list[str]) -> list[str]:
 
 def train(data_dir: Path, run_dir: Path, overrides: list[str], seed: int, threads: int | None) -> dict:
     """One cnnlab-train run in its own process; its metrics.json record plus the process's wall seconds."""
-    command = [sys.executable, "-m", "cnnlab.cli.train", "experiment=cpu94", f"data.data_dir={data_dir}"]
+    experiment = next((o for o in overrides if o.startswith("experiment=")), "experiment=cpu94")
+    overrides = [o for o in overrides if o != experiment]
+    command = [sys.executable, "-m", "cnnlab.cli.train", experiment, f"data.data_dir={data_dir}"]
     command += [f"seed={seed}", "progress_bar=false", "logger=none", f"hydra.run.dir={run_dir}", *overrides]
     if threads:
         command.append(f"threads={threads}")
