@@ -138,3 +138,14 @@ def test_a_full_disk_is_one_line_naming_the_file_and_saying_the_record_is_missin
     assert f"the disk refused a write writing {run}/" in errors[0]  # first what failed: TensorBoard's events file
     assert f"so {run} has no metrics.json: the disk refused a write writing {run / 'metrics.json'}" in errors[0]
     assert not [p for p in run.iterdir() if p.name.startswith(".metrics.")]
+
+
+def test_the_rf_tool_under_a_file_size_limit_is_one_line_and_leaves_no_folder(tmp_path):
+    out = tmp_path / "lab" / "rf"
+    proc = limited(4, str(BIN / "cnnlab-rf"), "data=tiny", "model.depth=2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2 and lines_of(proc) == [proc.stderr.strip()], proc.stdout + proc.stderr
+    assert f"{out}/rf_fresh.png" in proc.stderr and "file size limit" in proc.stderr  # no table printed before it
+    assert not (tmp_path / "lab").exists()
+    proc = subprocess.run([str(BIN / "cnnlab-rf"), "data=tiny", "model.depth=2", "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and (out / "rf_fresh.png").stat().st_size > 4096 and "figures: " in proc.stdout

@@ -4,6 +4,7 @@ receptive-field advice naming only the model's own keys (issue #30)."""
 import io
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,19 @@ def test_an_unknown_option_lists_the_options_of_the_config_dir_too(user_dir, tmp
     err = refused_line(train_cli, argv, monkeypatch, capsys)
     assert f"model=nope is not a config in conf/model/ nor {user_dir}/model/." in err
     assert "mine" in err.split("Valid:")[1].split(".")[0].split(", ") and not (tmp_path / "out").exists()
+    assert "Fix: e.g. model=broken." in err and "defaults list" not in err  # typed on the command line: fix it there
+
+
+def test_a_missing_option_named_by_a_config_files_defaults_list_says_to_change_that_entry(
+    user_dir, tmp_path, monkeypatch, capsys
+):
+    (user_dir / "experiment").mkdir()
+    (user_dir / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: nope\n")
+    argv = ["--config-dir", str(user_dir), "experiment=mine", "data=tiny", f"hydra.run.dir={tmp_path}/out/run"]
+    err = refused_line(train_cli, argv, monkeypatch, capsys)
+    assert "model=nope is not a config in conf/model/" in err and "Fix: e.g. model=" not in err
+    assert "the defaults list of a config names it ('override /model: nope'" in err and "e.g. broken." in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_config_dir_flag_between_the_overrides_gets_the_reordered_command(user_dir, monkeypatch, capsys):
@@ -147,3 +161,15 @@ def test_the_small_field_advice_without_any_growing_key_names_none():
     three_convs = torch.nn.Sequential(*(torch.nn.Conv2d(3, 3, 3, padding=1) for _ in range(3)))
     warning = too_small_warning(three_convs, (3, 16, 16), model_keys=["width", "activation"])
     assert "(model." not in warning.split("too small for the task'). ")[1]
+
+
+def test_an_interpolation_on_the_command_line_is_one_line_and_a_valid_one_trains(tmp_path):
+    bad = tmp_path / "bad"
+    command = [str(REPO / ".venv" / "bin" / "cnnlab-train"), "data=tiny", "model.width=${nope}", f"hydra.run.dir={bad}"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()  # Hydra's "Error executing job ..." line came first
+    assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
+    assert "model.width: Interpolation key 'nope' not found" in lines[0] and not bad.exists()
+    train_cli.run(compose_config([*TINY, "model.width=${data.num_classes}"], tmp_path / "good"))
+    saved = json.loads((tmp_path / "good" / "metrics.json").read_text())
+    assert saved["status"] == "completed"

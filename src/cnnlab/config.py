@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError
 
 from cnnlab.data.folders import class_folder_count
 from cnnlab.errors import ConfigError
@@ -30,6 +32,12 @@ def _run_dir(resume: str | None, default: str) -> str:
     return str(resume) if resume else default
 
 
+def task_overrides(hydra_cfg: Any) -> list[str]:
+    """The command line's overrides as typed: Hydra keeps them in a ListConfig, where reading an item resolves a
+    `${...}` in its value (model.width='${nope}' raised there, outside the job's own error handling)."""
+    return list(OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False))
+
+
 def _tensorboard_dir() -> str:
     """<run dir>/tb for a single run; <sweep dir>/tb/<the overrides this job changed> in a sweep, so that
     TensorBoard over the sweep names each run by what it changed (e.g. augment=none,seed=0)."""
@@ -41,12 +49,12 @@ def _tensorboard_dir() -> str:
         return str(Path(hydra_cfg.runtime.output_dir) / "tb")
     sweep_dir = Path(hydra_cfg.sweep.dir)
     if (sweep_dir / "multirun.yaml").exists():  # Hydra's basic sweeper: all but the command line's fixed values
-        given = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
+        given = task_overrides(OmegaConf.load(sweep_dir / "multirun.yaml").hydra)
         fixed = {o.split("=", 1)[0] for o in given if "=" in o and not any(c in o.split("=", 1)[1] for c in ",(")}
-        changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] not in fixed and not o.startswith("hydra")]
+        changed = [o for o in task_overrides(hydra_cfg) if o.split("=", 1)[0] not in fixed and o[:5] != "hydra"]
     else:  # a sweeper that writes no multirun.yaml (Optuna): the keys it searches
         searched = set(hydra_cfg.sweeper.get("params") or {})
-        changed = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] in searched]
+        changed = [o for o in task_overrides(hydra_cfg) if o.split("=", 1)[0] in searched]
     name = ",".join(changed).replace("/", "_") or str(hydra_cfg.job.num)
     if len(name.encode()) > 200:  # a folder name holds at most 255 bytes
         name = f"{name.encode()[:180].decode(errors='ignore')}...#{hydra_cfg.job.num}"
@@ -98,7 +106,7 @@ def compose_config(
         try:
             return compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
         except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(hydra_error_line(e)) from None
+            raise ConfigError(hydra_error_line(e, overrides)) from None
         except yaml.YAMLError as e:  # a config file (the user's own, in a searchpath) that is not YAML
             raise ConfigError(yaml_error_line(e)) from None
     finally:
@@ -119,8 +127,9 @@ def compose_checked(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def hydra_error_line(exc: Exception) -> str:
-    """Hydra's composition error as one line with the choices and the fix."""
+def hydra_error_line(exc: Exception, overrides: list[str] | None = None) -> str:
+    """Hydra's composition error as one line with the choices and the fix (`overrides`: the command line's, which
+    tell an option given there from one a config file's defaults list names)."""
     text = " ".join(str(exc).split())
     if searched := re.search(r"hydra\.sweeper\.params(\.[\w.]+)?", text):  # the search space: keys hold dots
         key, rest = (searched.group(1) or "").lstrip("."), text[searched.end() :]
@@ -140,10 +149,16 @@ def hydra_error_line(exc: Exception) -> str:
         options = options or (sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else [])
         own = [p for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR]
         where = " nor ".join(f"{folder}/{group}/" for folder in ["conf", *own])
-        return (
-            f"{group}={option} is not a config in {where}. Valid: {', '.join(options)}. "
-            f"Fix: e.g. {group}={options[0] if options else '...'}."
-        )
+        example = options[0] if options else "..."
+        typed = [o.lstrip("+~").split("=", 1) for o in (overrides or []) if "=" in o]
+        if overrides is None or [group, option] in typed:
+            fix = f"Fix: e.g. {group}={example}."
+        else:  # not on the command line: a config's defaults list names it (an experiment's `override /model: x`)
+            fix = (
+                f"Fix: the defaults list of a config names it ('override /{group}: {option}' or '{group}: {option}'); "
+                f"change that entry to one of these, e.g. {example}."
+            )
+        return f"{group}={option} is not a config in {where}. Valid: {', '.join(options)}. {fix}"
     if "Could not override '" in text:  # an unknown key, e.g. model.dpth=3
         key = text.split("Could not override '")[1].split("'")[0]
         return (
@@ -317,6 +332,8 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
                 continue
             try:
                 value = node[key]
+            except InterpolationKeyError:  # a ${...} to a key that is not there: said as such, not as a wrong type
+                raise
             except Exception:  # missing (???) or an interpolation that needs a running Hydra job: the raw text
                 value = node._get_node(key)._value()
             if isinstance(value, DictConfig) and len(value) and path not in FREE_FORM:
@@ -623,7 +640,7 @@ def startup_error(exc: BaseException) -> ConfigError | None:
     if isinstance(exc, yaml.YAMLError):  # a config file Hydra read (--config-dir, hydra.searchpath) is not YAML
         return ConfigError(yaml_error_line(exc))
     if isinstance(exc, HydraException) and not isinstance(exc, InstantiationException):
-        return ConfigError(hydra_error_line(exc))
+        return ConfigError(hydra_error_line(exc, sys.argv[1:]))
     parsing = {"create_optuna_distribution_from_override", "create_params_from_overrides"}
     if isinstance(exc, (ValueError, TypeError)) and any(
         frame.f_code.co_name in parsing for frame, _ in traceback.walk_tb(exc.__traceback__)

@@ -237,7 +237,7 @@ def save_run_files(run_dir: Path, cfg: Any, resuming: bool) -> logging.Handler |
     try:
         OmegaConf.save(cfg, subdir / "config.yaml")
         OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), subdir / "hydra.yaml")
-        OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), subdir / "overrides.yaml")
+        OmegaConf.save(OmegaConf.create(config.task_overrides(hydra_cfg)), subdir / "overrides.yaml")
     except OSError:  # a full disk: the refused run leaves no empty config.yaml behind (it did, 0 bytes)
         if not existed:
             shutil.rmtree(subdir, ignore_errors=True)
@@ -319,7 +319,7 @@ def run_job(
     record: dict[str, Any] = {
         "status": "running",
         "seed": cfg.get("seed"),
-        "overrides": list(hydra_cfg.overrides.task),
+        "overrides": config.task_overrides(hydra_cfg),
         "choices": choices,
     }
     resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"

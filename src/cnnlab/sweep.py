@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab.config import task_overrides
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.runs import read_metrics
 
@@ -246,7 +247,7 @@ class OptunaSummary(Callback):
         else:
             # As the sweeper does: command-line overrides of a searched key replace it (a plain value fixes it).
             space = dict(sweeper.params or {})
-            space.update(o.split("=", 1) for o in config.hydra.overrides.task if o.split("=", 1)[0] in space)
+            space.update(o.split("=", 1) for o in task_overrides(config.hydra) if o.split("=", 1)[0] in space)
             study = study_from_jobs(sweep_dir, space, sweeper.direction)
         summary = {**summarise_study(study), "storage": storage, "sweep_dir": str(sweep_dir)}
         if not storage:

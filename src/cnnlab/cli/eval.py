@@ -42,7 +42,7 @@ def check(cfg: DictConfig, run_dir: Path) -> tuple[ImageClassifier, Any]:
     if not cfg.ckpt_path or cfg.ckpt_path == "???":
         raise CnnlabError("no checkpoint given. Fix: cnnlab-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
     saved = saved_config(cfg.ckpt_path)
-    overrides = list(HydraConfig.get().overrides.task)
+    overrides = config.task_overrides(HydraConfig.get())
     run_cfg = effective_config(cfg, saved, overrides)
     check_device(run_cfg)  # the machine and the trainer as cnnlab-train checks them: before the eval's dir opens
     check_threads(cfg.threads)

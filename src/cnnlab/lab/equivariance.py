@@ -17,7 +17,7 @@ from torch import nn
 from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import figure_path, load_model, output_dir, parser, positive_int, require_backbone
+from cnnlab.lab.tools import load_model, output_dir, parser, positive_int, require_backbone, writing_figures
 from cnnlab.models.receptive_field import LayerRF, node_outputs, sees_whole_image, trace_fields, traced
 from cnnlab.runs import console, console_script
 from cnnlab.training.module import shift_agreement
@@ -169,7 +169,9 @@ def _main() -> None:
     ax.set_ylabel("relative error")
     ax.set_title("Translation equivariance per layer (0 = exactly equivariant)")
     ax.legend()
-    print("figure:", save_figure(fig, figure_path(out, "equivariance.png")))
+    with writing_figures(out) as path:
+        saved = save_figure(fig, path("equivariance.png"))
+    print("figure:", saved)
 
 
 @torch.no_grad()

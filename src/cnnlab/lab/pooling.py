@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from rich.table import Table
 
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import figure_path, output_dir, parser
+from cnnlab.lab.tools import output_dir, parser, writing_figures
 from cnnlab.runs import console, console_script
 
 
@@ -86,7 +86,9 @@ def _main() -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    print("figure:", save_figure(fig, figure_path(out, "pooling.png")))
+    with writing_figures(out) as path:
+        saved = save_figure(fig, path("pooling.png"))
+    print("figure:", saved)
 
 
 main = console_script(_main)

@@ -8,7 +8,7 @@ import torch
 from cnnlab.config import compose_checked
 from cnnlab.errors import CnnlabError
 from cnnlab.figures import save_figure
-from cnnlab.lab.tools import figure_path, input_shape, load_model, output_dir, parser, require_backbone
+from cnnlab.lab.tools import input_shape, load_model, output_dir, parser, require_backbone, writing_figures
 from cnnlab.models.receptive_field import (
     LayerRF,
     empirical_receptive_field,
@@ -59,24 +59,29 @@ def _main() -> None:
         trained = require_backbone(trained, "cnnlab-rf")
     fresh = require_backbone(load_model(cfg, None)[0], "cnnlab-rf")
     shape = input_shape(cfg)
-    console().print(summary_table(fresh, shape))
     features = fresh.features
     if sees_whole_image(features):
+        console().print(summary_table(fresh, shape))
         print("This model flattens the image first: every unit sees the whole image.")
         return
     analysis = trace_fields(features, shape)
     if analysis.reason is not None:
         raise CnnlabError(f"cnnlab-rf cannot give {type(fresh).__name__}'s receptive field: {analysis.reason}.")
     if analysis.final is None:
+        console().print(summary_table(fresh, shape))
         print("The features pool the image globally: every output unit sees the whole image.")
         return
     final = analysis.final
     models = [("fresh", fresh)] + ([("trained", trained)] if trained is not None else [])
-    for label, net in models:
-        grad = input_gradient(net.features, shape)
-        title = f"{label}: |d centre unit / d input|, box = analytic RF"
-        rf_figure(grad, final, title, figure_path(out, f"rf_{label}.png"))
-        print(describe(grad, final.size, label))
+    lines = []
+    with writing_figures(out) as path:  # the figures first: a disk that cannot take them leaves one line, no table
+        for label, net in models:
+            grad = input_gradient(net.features, shape)
+            title = f"{label}: |d centre unit / d input|, box = analytic RF"
+            rf_figure(grad, final, title, path(f"rf_{label}.png"))
+            lines.append(describe(grad, final.size, label))
+    console().print(summary_table(fresh, shape))
+    print(*lines, sep="\n")
     covers = f"The {final.size}×{final.size} field covers the {shape[1]}×{shape[2]} image."
     print(too_small_warning(features, shape) or covers)
     print(f"figures: {out}")

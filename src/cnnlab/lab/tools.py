@@ -4,6 +4,8 @@ the data, and the output folder."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -47,16 +49,35 @@ def positive_int(text: str) -> int:
 
 def output_dir(tool: str, out: Path | None) -> Path:
     """The folder the tool will write into, checked before any work (one clear error if it cannot be written); it is
-    made when the first figure is saved (`figure_path`), so a tool that fails leaves no empty folder."""
+    made when the first figure is saved (`writing_figures`), so a tool that fails leaves no empty folder."""
     path = out or Path("outputs/lab") / tool / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     check_report_dir(path, "--out", "pass --out <a writable folder that is not a run directory>.")
     return path
 
 
-def figure_path(folder: Path, name: str) -> Path:
-    """`folder`/`name`, with the folder made."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
+@contextlib.contextmanager
+def writing_figures(folder: Path) -> Iterator[Callable[[str], Path]]:
+    """Yields `path(name)` → `folder`/`name`, the folder made on first use. If the block fails (a full disk, a file
+    size limit), the figures it named and the folders it made are removed: a failed tool leaves nothing behind."""
+    folder = Path(folder).absolute()
+    existed = next(p for p in (folder, *folder.parents) if p.exists())
+    named: list[Path] = []
+
+    def path(name: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        named.append(folder / name)
+        return folder / name
+
+    try:
+        yield path
+    except BaseException:
+        for figure in named:
+            figure.unlink(missing_ok=True)
+        for made in (folder, *folder.parents):
+            if made == existed or not made.is_dir() or any(made.iterdir()):
+                break
+            made.rmdir()
+        raise
 
 
 def build_net(cfg: DictConfig) -> Backbone:
