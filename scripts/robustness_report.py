@@ -1,6 +1,6 @@
 """Run cnnlab-train / cnnlab-eval on every bad input we guard against; write docs/robustness.md.
 
-.venv/bin/python scripts/robustness_report.py            # ~3 minutes on 2 CPU cores
+.venv/bin/python scripts/robustness_report.py            # ~15 minutes on 2 CPU cores (AMD EPYC Zen 3)
 .venv/bin/python scripts/robustness_report.py --select "4th: image"   # only those cases, printed; the doc is kept
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -149,7 +150,72 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("start from a checkpoint with no epoch left", "train", TINY + [f"ckpt_path={tmp}/good/checkpoints/last.ckpt"]),
         ("eval: a run folder as the checkpoint", "eval", [f"ckpt_path={tmp}/good"]),
         ("eval: weights that do not fit the config", "eval", [f"ckpt_path={tmp}/damaged.ckpt"]),
+        *issue_30(tmp),
         *fourth_pass(tmp),
+    ]
+
+
+def issue_30(tmp: Path) -> list[tuple]:
+    """The eleven commands issue #30 found broken, each as the issue ran it (`#30.N` is the issue's item)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    one_class = tmp / "one_class"
+    (one_class / "cat").mkdir(parents=True)
+    damaged_pics = picture_folder(tmp / "damaged_pics", "plain")
+    png = damaged_pics / "dog" / "3.png"
+    png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])  # an interrupted copy
+    strays = picture_folder(tmp / "stray_pics", "plain")
+    (strays / "cat" / "notes.txt").write_text("shot on a phone")
+    (strays / "dog" / "gone.png").symlink_to(tmp / "nowhere.png")
+    for i in range(12):
+        Image.fromarray(np.full((20, 20, 3), i * 20, np.uint8)).save(one_class / "cat" / f"{i}.png")
+    conf = tmp / "myconf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "model" / "broken.yaml").write_text("_target_: cnnlab.models.cnn.ConvNet\ndepth: 2\n  width: [8\n")
+    (conf / "model" / "mine.yaml").write_text((Path(__file__).resolve().parents[1] / "conf/model/cnn.yaml").read_text())
+    checkpoint = torch.load(tmp / "good/checkpoints/best.ckpt", weights_only=False)
+    state = checkpoint["state_dict"]
+    checkpoint["state_dict"] = {
+        k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in state.items()
+    }
+    torch.save(checkpoint, tmp / "nan.ckpt")
+    python = f"{BIN}/python -c"
+    return [
+        (
+            "#30.1 file-size limit during a checkpoint save",
+            "sh",
+            [f"ulimit -f 1024; {BIN}/cnnlab-train data=tiny trainer.max_epochs=1 hydra.run.dir={tmp}/efbig"],
+        ),
+        (
+            "#30.2 full disk (a 64 KB tmpfs as the run dir)",
+            "train",
+            TINY + [f"hydra.run.dir={tmp}/full0"],
+            full_disk(tmp / "full0"),
+        ),
+        (
+            "#30.3 compare under a file-size limit",
+            "sh",
+            [f"ulimit -f 4; {BIN}/cnnlab-compare {tmp}/good --out {tmp}/cmp_efbig"],
+        ),
+        ("#30.4 an image folder with a single class", "train", [*TINY[1:3], *IMG, f"data.root={one_class}"]),
+        ("#30.5 a truncated PNG, in memory", "train", [*TINY[1:3], *IMG, f"data.root={damaged_pics}"]),
+        (
+            "#30.5 a truncated PNG, streamed",
+            "train",
+            [*TINY[1:3], *IMG, "data.max_memory_mb=0", f"data.root={damaged_pics}"],
+        ),
+        ("#30.5 a stray notes.txt and a dangling link (trains)", "train", [*TINY[1:3], *IMG, f"data.root={strays}"]),
+        (
+            "#30.6 a YAML syntax error in a user's config",
+            "train",
+            ["--config-dir", str(conf), "model=broken", *TINY[:3]],
+        ),
+        ("#30.7 a valid config in --config-dir (trains)", "train", ["--config-dir", str(conf), "model=mine", *TINY]),
+        ("#30.8 eval of a checkpoint whose weights are all NaN", "eval", [f"ckpt_path={tmp}/nan.ckpt", "data=tiny"]),
+        ("#30.9 an int data.image_size (trains)", "train", TINY + ["data.image_size=48"]),
+        ("#30.10 the notebook API given a wrong type", "sh", [f"{python} 'import cnnlab; cnnlab.load_sweep(1.5)'"]),
     ]
 
 
@@ -470,8 +536,6 @@ def snapshot(run_dir: Path) -> dict[str, bytes]:
 
 def short(text: str, tmp: Path) -> str:
     """`text` with the temp folder as $TMP and long runs of one letter (the NAME_MAX cases) as <250 × d>."""
-    import re
-
     text = text.replace(str(tmp), "$TMP")
     return re.sub(r"([a-z])\1{40,}", lambda m: f"<{len(m.group(0))} × {m.group(1)}>", text)
 
@@ -524,6 +588,9 @@ def main() -> None:
             explicit = [a for a in args if a.startswith(given)]
             if "--out" in args:  # compare and the lab tools: the report's folder
                 explicit = [f"--out={args[args.index('--out') + 1]}"]
+            if command == "sh":  # a shell line: the folder it names
+                explicit = re.findall(r"(?:hydra.run.dir=|--out )(\S+)", args[0])[:1]
+                explicit = [f"dir={explicit[0]}"] if explicit else []
             run_dir = Path(explicit[0].split("=", 1)[1].strip("\"'")) if explicit else run_dir
             if command == "sh":
                 full = ["bash", "-c", *args]
@@ -538,16 +605,30 @@ def main() -> None:
                 proc = subprocess.run(full, cwd=tmp, capture_output=True, text=True, timeout=300)
                 after = snapshot(run_dir)  # inside: a read-only or full mount is gone afterwards
                 metrics = run_dir / "metrics.json"
-                kept = json.loads(metrics.read_text()).get("status") if is_file(metrics) else "—"
+                record = json.loads(metrics.read_text()) if is_file(metrics) else {}
+                kept = record.get("status", "—")
             lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
             errors = [line.split("] - ", 1)[-1] for line in lines if "[ERROR]" in line or line.startswith("error: ")]
-            shown = (errors[0].removeprefix("error: ") if errors else " ".join(lines))[:400]
+            warnings = [line.split("] - ", 1)[-1] for line in lines if "[WARNING]" in line]
+            if errors:
+                shown = errors[0].removeprefix("error: ")
+            elif proc.returncode == 0 and lines:  # a run that worked: its warnings, then its result
+                result = f"test_acc {record['test_acc']:.3f}" if record.get("test_acc") is not None else None
+                shown = " … ".join([*warnings, result or lines[-1].split("] - ", 1)[-1]])
+            elif "Traceback" in proc.stderr:  # an exception (the notebook API's): the line that names it
+                shown = proc.stderr.strip().splitlines()[-1]
+            else:
+                shown = " ".join(lines)
+            shown = shown[:400]
             if before:
                 kept = f"{kept}, {'unchanged' if after == before else 'CHANGED'}"
             shown_args = short(" ".join(a for a in args if a not in TINY), tmp)
             traceback = "yes" if "Traceback" in proc.stdout + proc.stderr else "no"
+            shown_command = (
+                short(args[0].replace(f"{BIN}/", ""), tmp) if command == "sh" else f"cnnlab-{command} {shown_args}"
+            )
             rows.append(
-                f"| {what} | `cnnlab-{command} {shown_args}` | {proc.returncode} | {traceback} | {kept} | "
+                f"| {what} | `{shown_command}` | {proc.returncode} | {traceback} | {kept} | "
                 f"{short(shown, tmp).replace('|', '/')} |"
             )
             print(what, proc.returncode, flush=True)
@@ -665,6 +746,24 @@ or the data (a depth the image cannot take) is each job's check: that job record
 - The notebook API: `cnnlab.train([... "hydra.run.dir=X"])` writes into X; a refused `cnnlab.train` leaves no
   folder behind; `cnnlab.load_sweep` and `cnnlab.load_run` refuse a path that does not exist.
 - Parallel jobs preparing the same `data_dir` take a file lock: one downloads, the others wait and read.
+
+## The file system's limits, user configs and user images (issue #30, rows `#30.N`)
+
+- A file-size limit (`ulimit -f`; Python ignores SIGXFSZ, so the write fails with EFBIG) is handled like a full
+  disk: one line naming the file being written, a `failed` record where one still fits, exit 2. A full disk at the
+  run directory's first write leaves nothing behind; later, the run gets a `failed` record when one can be
+  written, else the line says that the run has no metrics.json and why. `cnnlab-compare` and the lab tools under
+  such a limit print one line and leave no folder or table.
+- An image folder is checked at setup, before the run directory opens: fewer than two classes, a file whose
+  header says it is an image but whose data ends early (a truncated PNG or JPEG, named), and a later decode
+  failure names the file too. Files that are not images (a stray `notes.txt`, a dangling link) are skipped and
+  counted in one warning that says why.
+- A config in `--config-dir` (or `hydra.searchpath`) is a valid choice for cnnlab's own check; a YAML syntax error
+  in one is one line naming the file, line and column; a command-line interpolation that cannot resolve is one
+  line; a defaults-list entry that names a missing option says to change that entry. Hydra's own flags work.
+- `cnnlab-eval` refuses a checkpoint with NaN or infinite weights in one line before its folder opens.
+- `cnnlab-compare` on a sweep whose jobs are still running reports the finished ones and says how many are still
+  running; the notebook API gives wrong argument types the CLI's one `ConfigError` line.
 """
 
 if __name__ == "__main__":
