@@ -93,6 +93,22 @@ def test_a_missing_option_named_by_a_config_files_defaults_list_says_to_change_t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_file_named_in_a_user_configs_own_defaults_list_names_that_config_and_the_options(
+    user_dir, tmp_path, monkeypatch, capsys
+):
+    (user_dir / "model" / "derived.yaml").write_text("defaults:\n  - cnn_base\n  - _self_\nwidth: 8\n")
+    argv = ["--config-dir", str(user_dir), "model=derived", "data=tiny", f"hydra.run.dir={tmp_path}/out/run"]
+    err = refused_line(train_cli, argv, monkeypatch, capsys)
+    assert err.startswith(
+        f"error: the defaults list of model/derived names cnn_base, which is not a config in conf/model/ nor "
+        f"{user_dir}/model/. Valid: "
+    )
+    valid = err.split("Valid: ")[1].split(". Fix:")[0].split(", ")
+    assert {"cnn", "resnet", "mine", "broken", "derived"} <= set(valid) and "cnn_base" not in valid
+    assert err.endswith("Fix: change that entry of model/derived's defaults list to one of these, e.g. cnn.\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_config_dir_flag_between_the_overrides_gets_the_reordered_command(user_dir, monkeypatch, capsys):
     argv = ["data=tiny", "--config-dir", str(user_dir), "model=mine"]
     err = refused_line(train_cli, argv, monkeypatch, capsys)  # argparse: "unrecognized arguments" and its usage

@@ -159,6 +159,21 @@ def hydra_error_line(exc: Exception, overrides: list[str] | None = None) -> str:
                 f"change that entry to one of these, e.g. {example}."
             )
         return f"{group}={option} is not a config in {where}. Valid: {', '.join(options)}. {fix}"
+    if loaded := re.search(r"In '([^']+)': Could not load '([^']+)'", text):  # a defaults list names a missing file
+        parent, missing = loaded.groups()
+        group, option = missing.rsplit("/", 1) if "/" in missing else ("", missing)
+        folders = [
+            CONF_DIR,
+            *(Path(p) for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR),
+        ]
+        options = sorted({p.stem for folder in folders for p in (folder / group).glob("*.yaml")})
+        where = " nor ".join(f"{'conf' if f == CONF_DIR else f}/{group}/" for f in folders)
+        example = next(iter(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))), options[0] if options else "")
+        return (
+            f"the defaults list of {parent} names {option}, which is not a config in {where}. Valid: "
+            f"{', '.join(options)}. Fix: change that entry of {parent}'s defaults list to one of these"
+            f"{f', e.g. {example}' if example else ''}."
+        )
     if "Could not override '" in text:  # an unknown key, e.g. model.dpth=3
         key = text.split("Could not override '")[1].split("'")[0]
         return (
