@@ -147,8 +147,7 @@ def hydra_error_line(exc: Exception, overrides: list[str] | None = None) -> str:
         listed = re.search(r"Available options in '[^']*': (.*?) Config search path", text)
         options = listed.group(1).split() if listed else []
         options = options or (sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else [])
-        own = [p for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR]
-        where = " nor ".join(f"{folder}/{group}/" for folder in ["conf", *own])
+        where = _searched_folders(text, group)
         example = options[0] if options else "..."
         typed = [o.lstrip("+~").split("=", 1) for o in (overrides or []) if "=" in o]
         if overrides is None or [group, option] in typed:
@@ -162,13 +161,11 @@ def hydra_error_line(exc: Exception, overrides: list[str] | None = None) -> str:
     if loaded := re.search(r"In '([^']+)': Could not load '([^']+)'", text):  # a defaults list names a missing file
         parent, missing = loaded.groups()
         group, option = missing.rsplit("/", 1) if "/" in missing else ("", missing)
-        folders = [
-            CONF_DIR,
-            *(Path(p) for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR),
-        ]
-        options = sorted({p.stem for folder in folders for p in (folder / group).glob("*.yaml")})
-        where = " nor ".join(f"{'conf' if f == CONF_DIR else f}/{group}/" for f in folders)
-        example = next(iter(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))), options[0] if options else "")
+        own = [Path(p) for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR]
+        built_in = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        options = sorted({*built_in, *(p.stem for folder in own for p in (folder / group).glob("*.yaml"))})
+        where = _searched_folders(text, group)
+        example = (built_in or options or [""])[0]
         return (
             f"the defaults list of {parent} names {option}, which is not a config in {where}. Valid: "
             f"{', '.join(options)}. Fix: change that entry of {parent}'s defaults list to one of these"
@@ -188,6 +185,13 @@ def hydra_error_line(exc: Exception, overrides: list[str] | None = None) -> str:
             f"'{key}=\"{value}\"'."
         )
     return f"{text.split(' Config search path')[0]} Fix: check the override's spelling and value."
+
+
+def _searched_folders(text: str, group: str) -> str:
+    """'conf/<group>/ nor <user folder>/<group>/ ...': the folders Hydra's error says it searched (conf/ and the
+    user's: --config-dir, hydra.searchpath)."""
+    own = [p for p in re.findall(r"path=file://(\S+)", text) if Path(p).resolve() != CONF_DIR]
+    return " nor ".join(f"{folder}/{group}/" for folder in ["conf", *own])
 
 
 def yaml_error_line(exc: Exception) -> str:
