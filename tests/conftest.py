@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import os
 import pickle
+import sys
 from pathlib import Path
 
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `make test` runs the suite on one worker per core
@@ -90,6 +93,41 @@ def run_tool(module, argv: list[str], monkeypatch, capsys) -> str:
     monkeypatch.setattr("sys.argv", [module.__name__, *argv])
     module.main()
     return capsys.readouterr().out
+
+
+@pytest.fixture
+def process_state_restored():
+    """Undo what a console script run in this process changes globally: logging handlers (Hydra configures them
+    and binds them to the captured stdout) and the environment (cnnlab's wrapper sets HYDRA_FULL_ERROR)."""
+    every_logger = lambda: [logging.getLogger()] + [  # noqa: E731
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    saved = {lg: (list(lg.handlers), lg.level, lg.propagate) for lg in every_logger()}
+    environ = dict(os.environ)
+    yield
+    for lg in every_logger():
+        lg.handlers[:], lg.level, lg.propagate = saved.get(lg, ([], logging.NOTSET, True))
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+SCRIPTS = {e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("cnnlab-")}
+
+
+def run_script(argv: list[str], capfd) -> tuple[int, str]:
+    """A cnnlab console script (argv[0]) through its entry point in this process, as its own Python would run it
+    (without spending ~6 s importing torch and Lightning): (exit code, stdout then stderr). Use it with the
+    process_state_restored fixture."""
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        code = SCRIPTS[argv[0]].load()() or 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = saved
+    out, err = capfd.readouterr()
+    return code, out + err
 
 
 def refused_line(module, argv: list[str], monkeypatch, capsys) -> str:

@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from cnnlab.cli import doctor
+from cnnlab.cli.train import run as train_job
 from cnnlab.errors import ConfigError
 from cnnlab.lab import equivariance, linearity, params, rf  # cnnlab-pooling takes no model
 from cnnlab.models.cnn import ConvNet
 from cnnlab.models.resnet import ResNet
 from cnnlab.training import hardware
 from cnnlab.training.hardware import nhwc_hazards, resolve_channels_last
-from conftest import run_tool
+from conftest import compose_config, run_tool
 
 BIN = Path(sys.executable).parent
 NARROW_RESNET = ["model=resnet", "model.width=4", "model.blocks_per_stage=[1,1]", "data.image_size=[48,48]"]
@@ -213,7 +214,7 @@ def wait_for_record(run_dir: Path) -> dict:
         pytest.param(signal.SIGSEGV, "Segmentation fault", marks=pytest.mark.slow),
     ],
 )
-def test_a_process_that_dies_without_a_record_gets_one_that_says_how_far_it_got(tmp_path, signum, said):
+def test_a_process_that_dies_without_a_record_gets_one_that_says_how_far_it_got(tmp_path, signum, said, caplog):
     process, run_dir = start_long_run(tmp_path)
     os.kill(process.pid, signum)  # SIGSEGV: as a crash in native code raises it; no Python handler runs
     process.wait(timeout=30)
@@ -223,14 +224,16 @@ def test_a_process_that_dies_without_a_record_gets_one_that_says_how_far_it_got(
     assert record["seed"] == 0 and "data=tiny" in record["overrides"]
     assert not list(run_dir.glob(".metrics.*"))  # written atomically
     if signum == signal.SIGKILL:  # the folder is a finished run's now: a new run into it is refused
-        again = run(["cnnlab-train", "data=tiny", f"hydra.run.dir={run_dir}"], tmp_path)
-        assert again.returncode == 2 and "status crashed" in again.stdout + again.stderr
+        before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+        with pytest.raises(SystemExit) as again:
+            train_job(compose_config(["data=tiny"], run_dir))
+        assert again.value.code == 2 and f"{run_dir} already holds a run (status crashed)" in caplog.text
+        assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
-def test_doctor_names_the_cpu_and_the_fallback_and_runs_a_step(tmp_path):
-    done = run(["cnnlab-doctor", "data=tiny", *NARROW_RESNET], tmp_path, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+def test_doctor_names_the_cpu_and_the_fallback_and_runs_a_step(monkeypatch, capsys):
+    # in this process: what could crash (the oneDNN probe, the training step) runs in the doctor's own subprocesses
+    lines = run_tool(doctor, ["data=tiny", *NARROW_RESNET], monkeypatch, capsys).splitlines()
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), None)
     assert lines[0].startswith(f"torch {torch.__version__}")

@@ -4,8 +4,6 @@ written here in its own format, so the expected pixels and labels are the ones w
 import gzip
 import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from cnnlab.data.torchvision_sets import (
     SVHNDataModule,
 )
 from cnnlab.errors import ConfigError, DataError, user_error
-from conftest import compose_config
+from conftest import compose_config, run_script
 
 # --- image folders --------------------------------------------------------------------------------
 
@@ -206,12 +204,10 @@ def test_the_class_count_comes_from_the_folders_through_the_config(tmp_path):
     assert "data.num_classes=5 does not match imagefolder, whose num classes is 4" in str(user_error(error.value))
 
 
-def test_the_command_line_refuses_a_missing_image_folder_in_one_line(tmp_path):
-    exe = Path(sys.executable).with_name("cnnlab-train")
+def test_the_command_line_refuses_a_missing_image_folder_in_one_line(tmp_path, capfd, process_state_restored):
     args = ["data=imagefolder", f"data.root={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run"]
-    proc = subprocess.run([str(exe), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-2000:]
+    code, output = run_script(["cnnlab-train", *args], capfd)
+    assert code == 2, output[-2000:]
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and f"data.root={tmp_path}/nowhere is not a folder" in lines[0] and "Fix:" in lines[0]
     assert not (tmp_path / "run").exists()

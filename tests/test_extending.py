@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import logging
 import os
 import re
 import shlex
@@ -27,14 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SCRIPTS, run_script
 
 DOC = REPO / "docs" / "extending.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.M | re.S)
 FILE = re.compile(r"\A# file: (\S+)\n")
 EXIT = re.compile(r"#[^#]*\bexit (\d+)\s*$")
 PACKAGE = "mylab"
-SCRIPTS = {e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("cnnlab-")}
 
 
 def page_blocks() -> list[tuple[str, str, int]]:
@@ -114,14 +111,9 @@ def in_process(argv: list[str]) -> bool:
 def run_in_process(argv: list[str], capfd) -> tuple[int, str]:
     """A cnnlab console script through its entry point, or pytest, in this process: (exit code, stdout then
     stderr)."""
-    saved = sys.argv
-    sys.argv = argv
-    try:
-        code = int(pytest.main(argv[3:])) if argv[0] == "python" else SCRIPTS[argv[0]].load()() or 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else int(e.code is not None)
-    finally:
-        sys.argv = saved
+    if argv[0] in SCRIPTS:
+        return run_script(argv, capfd)
+    code = int(pytest.main(argv[3:]))
     out, err = capfd.readouterr()
     return code, out + err
 
@@ -140,20 +132,11 @@ def page_conf_files():
 
 
 @pytest.fixture
-def clean_process(tmp_path):
-    """Undo what the in-process commands change globally: logging handlers (Hydra configures them per run and
-    binds them to the captured stdout), the environment, sys.path, and the modules imported from the scratch
-    folder (the user's package and test file)."""
-    every_logger = lambda: [logging.getLogger()] + [  # noqa: E731
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    saved = {lg: (list(lg.handlers), lg.level, lg.propagate) for lg in every_logger()}
-    environ, path = dict(os.environ), list(sys.path)
+def clean_process(tmp_path, process_state_restored):
+    """Undo what the in-process commands change globally: besides logging and the environment, sys.path and the
+    modules imported from the scratch folder (the user's package and test file)."""
+    path = list(sys.path)
     yield
-    for lg in every_logger():
-        lg.handlers[:], lg.level, lg.propagate = saved.get(lg, ([], logging.NOTSET, True))
-    os.environ.clear()
-    os.environ.update(environ)
     sys.path[:] = path
     for name, module in list(sys.modules.items()):
         if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)) or name == PACKAGE:

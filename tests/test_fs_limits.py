@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from cnnlab.errors import user_error
+from cnnlab.lab import rf
+from conftest import run_tool
 
 BIN = Path(sys.executable).parent
 TRAIN = ("data=tiny", "trainer.max_epochs=1", "progress_bar=false", "data.train_count=300", "data.val_size=60")
@@ -140,12 +142,11 @@ def test_a_full_disk_is_one_line_naming_the_file_and_saying_the_record_is_missin
     assert not [p for p in run.iterdir() if p.name.startswith(".metrics.")]
 
 
-def test_the_rf_tool_under_a_file_size_limit_is_one_line_and_leaves_no_folder(tmp_path):
+def test_the_rf_tool_under_a_file_size_limit_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
     out = tmp_path / "lab" / "rf"
     proc = limited(4, str(BIN / "cnnlab-rf"), "data=tiny", "model.depth=2", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 2 and lines_of(proc) == [proc.stderr.strip()], proc.stdout + proc.stderr
     assert f"{out}/rf_fresh.png" in proc.stderr and "file size limit" in proc.stderr  # no table printed before it
     assert not (tmp_path / "lab").exists()
-    proc = subprocess.run([str(BIN / "cnnlab-rf"), "data=tiny", "model.depth=2", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0 and (out / "rf_fresh.png").stat().st_size > 4096 and "figures: " in proc.stdout
+    printed = run_tool(rf, ["data=tiny", "model.depth=2", "--out", str(out)], monkeypatch, capsys)  # no limit
+    assert (out / "rf_fresh.png").stat().st_size > 4096 and "figures: " in printed

@@ -6,6 +6,7 @@ import logging
 import struct
 import subprocess
 import sys
+import traceback
 import zlib
 from pathlib import Path
 
@@ -153,6 +154,12 @@ def test_a_file_that_fails_only_when_decoded_in_a_worker_is_one_line_naming_it(t
                 pass
     text = str(user_error(error.value))
     assert text.startswith(f"image {bad} cannot be read (OSError: ") and "\n" not in text, text
+    # torch's re-raise leaves the iterator in a reference cycle (the exception is a local of a frame in its own
+    # traceback); collected by gc, its queues close before its workers are told to stop, and each join waits out
+    # a 5 s timeout (15 s here under pytest-xdist). Clearing the frames frees the iterators at once. The CLI is
+    # not affected: at exit torch skips the join (same 6.0 s with and without a worker, AMD EPYC Zen 3).
+    traceback.clear_frames(error.value.__traceback__)
+    del loaders, error
 
 
 # --- files that are not images --------------------------------------------------------------------

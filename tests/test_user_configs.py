@@ -4,7 +4,6 @@ receptive-field advice naming only the model's own keys (issue #30)."""
 import io
 import json
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from cnnlab.config import compose_checked
 from cnnlab.models.fast import FastNet
 from cnnlab.models.receptive_field import final_receptive_field, too_small_warning
 from cnnlab.models.resnet import ResNet
-from conftest import REPO, compose_config, refused_line, run_tool
+from conftest import REPO, compose_config, refused_line, run_script, run_tool
 
 TINY = ["data=tiny", "progress_bar=false", "trainer.max_epochs=1", "model.width=8", "data.train_count=200"]
 TINY += ["data.val_size=40", "data.test_count=60", "lab_images=false"]
@@ -179,12 +178,13 @@ def test_the_small_field_advice_without_any_growing_key_names_none():
     assert "(model." not in warning.split("too small for the task'). ")[1]
 
 
-def test_an_interpolation_on_the_command_line_is_one_line_and_a_valid_one_trains(tmp_path):
+def test_an_interpolation_on_the_command_line_is_one_line_and_a_valid_one_trains(
+    tmp_path, capfd, process_state_restored
+):
     bad = tmp_path / "bad"
-    command = [str(REPO / ".venv" / "bin" / "cnnlab-train"), "data=tiny", "model.width=${nope}", f"hydra.run.dir={bad}"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    lines = (proc.stdout + proc.stderr).strip().splitlines()  # Hydra's "Error executing job ..." line came first
-    assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
+    code, output = run_script(["cnnlab-train", "data=tiny", "model.width=${nope}", f"hydra.run.dir={bad}"], capfd)
+    lines = output.strip().splitlines()  # Hydra's "Error executing job ..." line came first
+    assert code == 2 and len(lines) == 1, output
     assert "model.width: Interpolation key 'nope' not found" in lines[0] and not bad.exists()
     train_cli.run(compose_config([*TINY, "model.width=${data.num_classes}"], tmp_path / "good"))
     saved = json.loads((tmp_path / "good" / "metrics.json").read_text())

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cnnlab.config import UNION, _leaves, compose_config, validate
 from cnnlab.errors import ConfigError
+from conftest import run_script
 
 COMPOSITIONS = [[], ["model=mlp"], ["experiment=fast94"], ["optim=adamw", "schedule=triangle", "data=tiny"]]
 
@@ -244,33 +245,25 @@ SWEEP_CASES = [
         ["hparams_search=optuna", "hydra.sweeper.params.model.nonsense=choice(1,2)"],
         "hydra.sweeper.params.model.nonsense: the search space's keys hold dots",
     ),
-    pytest.param(  # after Hydra made the sweep dir; a subprocess (~5 s idle): make test-slow
-        ["model.dpth=3,4"], "model.dpth is not a key of the config", marks=pytest.mark.slow
-    ),
+    (["model.dpth=3,4"], "model.dpth is not a key of the config"),  # after Hydra made the sweep dir
     (  # Optuna's sweeper asks a study that ran no trial for its best one
         ["hparams_search=optuna", "hydra.sweeper.n_trials=0"],
         "the study ran no trial, so it has no best value: hydra.sweeper.n_trials must be 1 or more",
     ),
-    pytest.param(  # sqlalchemy cannot load the URL's dialect
+    (  # sqlalchemy cannot load the URL's dialect
         ["hparams_search=optuna", "hydra.sweeper.storage=nosuchdb://x"],
         "hydra.sweeper.storage cannot be opened as Optuna's study database (NoSuchModuleError",
-        marks=pytest.mark.slow,
     ),
 ]
 
 
 @pytest.mark.parametrize("args, message", SWEEP_CASES)
-def test_a_sweep_that_cannot_start_ends_in_one_line_exit_2_and_leaves_no_sweep_dir(tmp_path, args, message):
-    exe = Path(sys.executable).with_name("cnnlab-train")
-    proc = subprocess.run(
-        [str(exe), "-m", "data=tiny", *args, f"hydra.sweep.dir={tmp_path}/multirun/sweep"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-2000:]
+def test_a_sweep_that_cannot_start_ends_in_one_line_exit_2_and_leaves_no_sweep_dir(
+    tmp_path, args, message, monkeypatch, capfd, process_state_restored
+):
+    monkeypatch.chdir(tmp_path)
+    code, output = run_script(["cnnlab-train", "-m", "data=tiny", *args, "hydra.sweep.dir=multirun/sweep"], capfd)
+    assert code == 2, output[-2000:]
     assert f"error: {message}" in output and "Traceback" not in output
     assert not (tmp_path / "multirun").exists()
 
