@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import logging
 import os
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `make test` runs the suite on one worker per core
@@ -95,39 +98,50 @@ def run_tool(module, argv: list[str], monkeypatch, capsys) -> str:
     return capsys.readouterr().out
 
 
-@pytest.fixture
-def process_state_restored():
-    """Undo what a console script run in this process changes globally: logging handlers (Hydra configures them
-    and binds them to the captured stdout) and the environment (cnnlab's wrapper sets HYDRA_FULL_ERROR)."""
+@contextlib.contextmanager
+def restored_process_state() -> Iterator[None]:
+    """Undo what a console script run in this process changes globally: logging (Hydra configures handlers and
+    binds them to the captured stdout; cnnlab's wrapper turns off logging.raiseExceptions) and the environment
+    (the wrapper sets HYDRA_FULL_ERROR)."""
     every_logger = lambda: [logging.getLogger()] + [  # noqa: E731
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
     saved = {lg: (list(lg.handlers), lg.level, lg.propagate) for lg in every_logger()}
-    environ = dict(os.environ)
-    yield
-    for lg in every_logger():
-        lg.handlers[:], lg.level, lg.propagate = saved.get(lg, ([], logging.NOTSET, True))
-    os.environ.clear()
-    os.environ.update(environ)
+    environ, raise_exceptions = dict(os.environ), logging.raiseExceptions
+    try:
+        yield
+    finally:
+        for lg in every_logger():
+            lg.handlers[:], lg.level, lg.propagate = saved.get(lg, ([], logging.NOTSET, True))
+        os.environ.clear()
+        os.environ.update(environ)
+        logging.raiseExceptions = raise_exceptions
+
+
+@pytest.fixture
+def process_state_restored() -> Iterator[None]:
+    """restored_process_state() around one test."""
+    with restored_process_state():
+        yield
 
 
 SCRIPTS = {e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("cnnlab-")}
 
 
-def run_script(argv: list[str], capfd) -> tuple[int, str]:
+def run_script(argv: list[str]) -> tuple[int, str]:
     """A cnnlab console script (argv[0]) through its entry point in this process, as its own Python would run it
-    (without spending ~6 s importing torch and Lightning): (exit code, stdout then stderr). Use it with the
-    process_state_restored fixture."""
-    saved = sys.argv
+    (without spending ~6 s importing torch and Lightning): (exit code, what it printed to stdout and stderr). Use it
+    inside restored_process_state()."""
+    saved, printed = sys.argv, io.StringIO()
     sys.argv = argv
     try:
-        code = SCRIPTS[argv[0]].load()() or 0
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            code = SCRIPTS[argv[0]].load()() or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
         sys.argv = saved
-    out, err = capfd.readouterr()
-    return code, out + err
+    return code, printed.getvalue()
 
 
 def refused_line(module, argv: list[str], monkeypatch, capsys) -> str:

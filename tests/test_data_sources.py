@@ -204,9 +204,9 @@ def test_the_class_count_comes_from_the_folders_through_the_config(tmp_path):
     assert "data.num_classes=5 does not match imagefolder, whose num classes is 4" in str(user_error(error.value))
 
 
-def test_the_command_line_refuses_a_missing_image_folder_in_one_line(tmp_path, capfd, process_state_restored):
+def test_the_command_line_refuses_a_missing_image_folder_in_one_line(tmp_path, process_state_restored):
     args = ["data=imagefolder", f"data.root={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run"]
-    code, output = run_script(["cnnlab-train", *args], capfd)
+    code, output = run_script(["cnnlab-train", *args])
     assert code == 2, output[-2000:]
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and f"data.root={tmp_path}/nowhere is not a folder" in lines[0] and "Fix:" in lines[0]

@@ -112,7 +112,7 @@ def run_in_process(argv: list[str], capfd) -> tuple[int, str]:
     """A cnnlab console script through its entry point, or pytest, in this process: (exit code, stdout then
     stderr)."""
     if argv[0] in SCRIPTS:
-        return run_script(argv, capfd)
+        return run_script(argv)
     code = int(pytest.main(argv[3:]))
     out, err = capfd.readouterr()
     return code, out + err

@@ -178,11 +178,9 @@ def test_the_small_field_advice_without_any_growing_key_names_none():
     assert "(model." not in warning.split("too small for the task'). ")[1]
 
 
-def test_an_interpolation_on_the_command_line_is_one_line_and_a_valid_one_trains(
-    tmp_path, capfd, process_state_restored
-):
+def test_an_interpolation_on_the_command_line_is_one_line_and_a_valid_one_trains(tmp_path, process_state_restored):
     bad = tmp_path / "bad"
-    code, output = run_script(["cnnlab-train", "data=tiny", "model.width=${nope}", f"hydra.run.dir={bad}"], capfd)
+    code, output = run_script(["cnnlab-train", "data=tiny", "model.width=${nope}", f"hydra.run.dir={bad}"])
     lines = output.strip().splitlines()  # Hydra's "Error executing job ..." line came first
     assert code == 2 and len(lines) == 1, output
     assert "model.width: Interpolation key 'nope' not found" in lines[0] and not bad.exists()

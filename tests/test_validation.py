@@ -259,10 +259,10 @@ SWEEP_CASES = [
 
 @pytest.mark.parametrize("args, message", SWEEP_CASES)
 def test_a_sweep_that_cannot_start_ends_in_one_line_exit_2_and_leaves_no_sweep_dir(
-    tmp_path, args, message, monkeypatch, capfd, process_state_restored
+    tmp_path, args, message, monkeypatch, process_state_restored
 ):
     monkeypatch.chdir(tmp_path)
-    code, output = run_script(["cnnlab-train", "-m", "data=tiny", *args, "hydra.sweep.dir=multirun/sweep"], capfd)
+    code, output = run_script(["cnnlab-train", "-m", "data=tiny", *args, "hydra.sweep.dir=multirun/sweep"])
     assert code == 2, output[-2000:]
     assert f"error: {message}" in output and "Traceback" not in output
     assert not (tmp_path / "multirun").exists()
