@@ -17,7 +17,10 @@ from cnnlab.data.cifar10 import CIFAR10DataModule
 from cnnlab.training.callbacks import NonFiniteLoss, NonFiniteLossGuard
 from conftest import compose_config, write_fake_cifar
 
+# Without TensorBoard's lab images and with 100 test images (this file: 38.8 s → 35.8 s, AMD EPYC Zen 3): these tests
+# read records, checkpoints and logs; test_train and test_extension check the images
 TINY = ["data=tiny", "progress_bar=false", "model.width=8", "data.train_count=600", "data.val_size=100"]
+TINY += ["lab_images=false", "data.test_count=100"]
 COMPARED = ("val_acc_best", "val_acc_final", "test_acc", "test_loss", "epochs")
 
 
