@@ -39,8 +39,8 @@ compare:  ## comparison report of a sweep: make compare DIR=multirun/...
 
 # One pytest worker per logical core (tests/conftest.py gives each its share of the torch threads): most of the suite
 # is single-threaded Python (imports, Hydra, console scripts), so 2 workers on 2 cores took 160 s against 241 s
-# serially. worksteal: an idle worker takes tests queued for the other, so a 37 s test near the end of one queue does
-# not leave the other worker idle (docs/testing.md). WORKERS=0 runs it in one process.
+# serially. worksteal: an idle worker takes tests queued for the other (187 s against 199 s with xdist's default
+# `load`, one run each, AMD EPYC Zen 3: within the ~10 s run-to-run spread). WORKERS=0 runs it in one process.
 WORKERS ?= logical
 test:  ## fast suite (CI): smoke trainings on tiny synthetic data (WORKERS=0: in one process)
 	$(BIN)/python -m pytest -q -n $(WORKERS) $(if $(filter 0,$(WORKERS)),,--dist worksteal)
